@@ -1,0 +1,51 @@
+"""pytest configuration shared by the notebook run (nbval) and tests/.
+
+* Cells flagged with one of settings.ini's `tst_flags` (`#| slow`, `#| gpu`) are skipped unless the
+  flag is listed in INVGEN_TEST_FLAGS (a `gpu` cell also runs when CUDA is present).
+* The terminal summary prints the time each notebook took, so one that outgrows the smoke budget shows.
+"""
+import configparser
+import os
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+_cfg = configparser.ConfigParser(delimiters=["="])
+_cfg.read(Path(__file__).parent / "settings.ini")
+TST_FLAGS = _cfg["DEFAULT"].get("tst_flags", "").split()
+_nb_time = defaultdict(float)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    enabled = set(os.environ.get("INVGEN_TEST_FLAGS", "").split())
+    if _cuda(): enabled.add("gpu")
+    for item in items:
+        cell = getattr(item, "cell", None)
+        if cell is None: continue
+        for flag in TST_FLAGS:
+            if flag not in enabled and re.search(rf"^\s*#\|\s*{flag}\b", cell.source, re.M):
+                item.add_marker(pytest.mark.skip(reason=f"'#| {flag}' cell (set INVGEN_TEST_FLAGS={flag} to run it)"))
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid.endswith(".ipynb") or ".ipynb::" in report.nodeid:
+        _nb_time[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _nb_time: return
+    terminalreporter.section("time per notebook")
+    for nb, t in sorted(_nb_time.items()):
+        terminalreporter.write_line(f"{t:8.1f} s  {nb}")
+    terminalreporter.write_line(f"{sum(_nb_time.values()):8.1f} s  total")
