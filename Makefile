@@ -23,8 +23,8 @@ install: $(STAMP)
 
 ## make run: execute the tutorials (docs profile) with outputs saved, then rebuild README and the site
 run: install
-	INVGEN_PROFILE=docs $(BIN)/python tools/execute_nbs.py $(NBS)
 	$(BIN)/nbdev_export
+	INVGEN_PROFILE=docs $(BIN)/python tools/execute_nbs.py $(NBS)
 	$(MAKE) --no-print-directory docs
 
 ## make docs: rebuild README.md and the offline docs site from the executed notebooks

@@ -17,7 +17,8 @@ def cell_markdown(cell) -> str:
     if cell.cell_type == "markdown": return cell.source.strip()
     if cell.cell_type != "code" or re.search(r"^\s*#\|\s*(hide|exporti?)\b", cell.source, re.M): return ""
     code = _DIRECTIVE.sub("", cell.source).strip()
-    parts = [f"```python\n{code}\n```"] if code else []
+    echo = not re.search(r"^\s*#\|\s*echo:\s*false", cell.source, re.M)
+    parts = [f"```python\n{code}\n```"] if code and echo else []
     for out in cell.get("outputs", []):
         data = out.get("data", {})
         if "text/markdown" in data: parts.append(data["text/markdown"].strip())
