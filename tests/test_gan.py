@@ -8,6 +8,7 @@ from torch import nn
 
 from invgen_lit.core import CheckpointError, set_seed
 from invgen_lit.data import GaussianClusters
+from invgen_lit.metrics import energy_distance
 from invgen_lit.gan import (ADVERSARIAL_LOSSES, GAN, gradient_penalty, grad_norm_sq, hinge_d_loss, hinge_g_loss, log_prob_threshold,
                             low_density_fraction, ns_d_loss, ns_g_loss, r1_penalty, r2_penalty, wgan_d_loss, wgan_g_loss)
 
@@ -124,10 +125,6 @@ def test_low_density_fraction_of_true_samples_is_q():
 
 # --- the GAN -------------------------------------------------------------------------------------------------------
 
-def _energy_distance(x, y):
-    return (2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()).item()
-
-
 def test_gan_fit_reduces_energy_distance_and_raises_likelihood_of_fakes():
     toy = GaussianClusters()
     X = toy.sample(5000, seed=0)
@@ -136,7 +133,7 @@ def test_gan_fit_reduces_energy_distance_and_raises_likelihood_of_fakes():
     s0 = gan.sample(2000)
     gan.fit(X, steps=400, progress=False)
     s1 = gan.sample(2000)
-    ed0, ed1 = _energy_distance(s0, X[:2000]), _energy_distance(s1, X[:2000])
+    ed0, ed1 = energy_distance(s0, X[:2000]), energy_distance(s1, X[:2000])
     lp0, lp1 = toy.log_prob(s0).mean().item(), toy.log_prob(s1).mean().item()
     assert ed1 < ed0 / 5, (ed0, ed1)
     assert lp1 > lp0 + 2, (lp0, lp1)
