@@ -10,13 +10,12 @@ from invgen_lit.data import GaussianClusters
 from invgen_lit.gan import GAN, log_prob_threshold, low_density_fraction
 from invgen_lit.metrics import energy_distance
 
-pytestmark = pytest.mark.claim
+pytestmark = [pytest.mark.claim, pytest.mark.usefixtures("one_thread")]
 
 
 def test_vanilla_gan_draws_bridges_between_gaussian_clusters(monkeypatch):
     "Seed 004, Sec. 2.1.2 / Fig. 1: a GAN with a continuous latent puts mass between the clusters, well above the data's."
     monkeypatch.setenv("INVGEN_PROFILE", "docs")
-    torch.set_num_threads(1)
     toy = GaussianClusters()
     tau = log_prob_threshold(toy.log_prob, toy.sample(200_000, seed=2), q=0.01)
     held_out = toy.sample(5_000, seed=3)

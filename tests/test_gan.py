@@ -13,13 +13,7 @@ from invgen_lit.gan import (ADVERSARIAL_LOSSES, GAN, gradient_penalty, grad_norm
                             low_density_fraction, ns_d_loss, ns_g_loss, r1_penalty, r2_penalty, wgan_d_loss, wgan_g_loss)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Small MLPs train several times faster on one thread than on two shared, busy cores."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear(w, b=0.0):

@@ -17,13 +17,7 @@ from invgen_lit import metrics as M
 from invgen_lit.core import load_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Small matrices: one thread avoids OpenMP waits on a busy 2-core machine; restored afterwards."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed):

@@ -1,6 +1,6 @@
 """Write README.md from nbs/index.ipynb (nbdev_readme needs quarto, which these machines lack).
 
-Markdown cells are copied; code cells without `#| hide` are shown as Python blocks with their text or
+Markdown cells are copied (links to notebooks made relative to the repository root); code cells without `#| hide` are shown as Python blocks with their text or
 Markdown outputs; nbdev directives (`#| ...`) are dropped. Images stay in the notebook and the site.
 """
 import re
@@ -30,6 +30,8 @@ def cell_markdown(cell) -> str:
 def render(nb_path: Path) -> str:
     nb = nbformat.read(nb_path, as_version=4)
     body = "\n\n".join(s for s in map(cell_markdown, nb.cells) if s)
+    # links between notebooks are relative to nbs/; the README sits one folder up
+    body = re.sub(r"\]\((?!nbs/|[a-z]+:)([\w.-]+\.ipynb(?:#[\w.-]*)?)\)", r"](nbs/\1)", body)
     return ("<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n"
             + body + "\n")
 
