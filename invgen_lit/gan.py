@@ -89,7 +89,7 @@ def r2_penalty(D: Callable, fake: Tensor) -> Tensor:
 # %% ../nbs/04_gan.ipynb #07d1cea9
 class GAN(GenerativeModel):
     "Vanilla GAN on vectors: MLP generator and discriminator, loss 'ns' | 'wgan-gp' | 'hinge', R1/R2 penalties, EMA generator."
-    steps_by_profile = {"smoke": 40, "docs": 2000, "full": 200_000}
+    steps_by_profile = {"smoke": 40, "docs": 10_000, "full": 200_000}
 
     def __init__(self, data_dim: int = 2, latent_dim: int = 2, loss: str = "ns", hidden: Sequence[int] = (256, 256, 256, 256),
                  lr: float = 1e-3, betas: Sequence[float] = (0.0, 0.99), weight_decay: float = 1e-4, r1: float = 0.0,

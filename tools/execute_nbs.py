@@ -47,6 +47,9 @@ def execute(path: Path) -> float:
 
 def main(paths):
     if not paths: sys.exit("usage: execute_nbs.py NOTEBOOK [NOTEBOOK ...]")
+    # the kernels inherit this environment: a non-inline backend (the Makefile exports Agg for the tests) would
+    # draw every figure off screen and the committed notebooks would carry none
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     profile = os.environ.get("INVGEN_PROFILE", "docs")
     total = 0.0
     for p in map(Path, paths):
