@@ -456,9 +456,11 @@ class GenerativeModel(nn.Module):
     def default_callbacks(self) -> list[Callback]: return []
 
     def fit(self, *data, steps: int | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
-            batch_size: int | None = None, seed: int = 0):
+            batch_size: int | None = None, seed: int = 0, device=None):
         "Train for `steps` steps (default: the active profile's budget) on mini-batches of `data`; return `self`."
         if not data: raise TypeError(f"{type(self).__name__}.fit: expected training data, received nothing")
+        # a model the user placed on an accelerator stays there; one on the CPU goes to `get_device()` (CUDA if present)
+        self.to(torch.device(device) if device is not None else self.device if self.device.type != "cpu" else get_device())
         tensors = tuple(t.to(self.device) for t in self.prepare_data(*data))
         steps = by_profile(**self.steps_by_profile) if steps is None else check_int(steps, "steps", min=0)
         batches = Batches(*tensors, batch_size=batch_size or self.batch_size, seed=seed)

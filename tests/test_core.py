@@ -218,6 +218,17 @@ def test_fit_steps_default_from_profile(monkeypatch, X):
     assert m.global_step == DiagonalGaussian.steps_by_profile["smoke"]
 
 
+def test_fit_uses_the_device_choice(monkeypatch, X):
+    "fit places a CPU model on get_device(): INVGEN_DEVICE is read (and a CUDA request without CUDA is refused by name)."
+    monkeypatch.setenv("INVGEN_DEVICE", "cpu")
+    assert DiagonalGaussian(2).fit(X, steps=2, progress=False).device.type == "cpu"
+    assert DiagonalGaussian(2).fit(X, steps=2, progress=False, device="cpu").device.type == "cpu"
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("INVGEN_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="INVGEN_DEVICE"):
+            DiagonalGaussian(2).fit(X, steps=2, progress=False)
+
+
 def test_fit_bad_data():
     with pytest.raises(ValueError, match=r"argument 'x': expected shape \(n, 2\), received \(10, 3\)"):
         DiagonalGaussian(2).fit(torch.randn(10, 3), steps=1, progress=False)
