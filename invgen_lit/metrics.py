@@ -85,11 +85,14 @@ def _mmd2_from_gram(K: Tensor, m: int, paired: bool = False) -> float:
         return float((sxx + syy - 2 * (Kxy.sum() - Kxy.diagonal().sum())) / (m * (m - 1)))
     return float(sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * Kxy.mean())
 
+def _check_paired(x: Tensor, y: Tensor, paired: bool) -> None:
+    if paired and len(x) != len(y):
+        raise ValueError(f"argument 'y': paired=True (seed 002, Eq. 3) needs as many rows as 'x' ({len(x)}), received {len(y)}")
+
 def mmd2_unbiased(x, y, bandwidth: float | Sequence[float] | None = None, paired: bool = False) -> float:
     "Unbiased MMD^2 between the rows of `x` and `y` with an RBF kernel (None = median heuristic, a list = sum of kernels)."
     x, y = _check_pair(x, y)
-    if paired and len(x) != len(y):
-        raise ValueError(f"argument 'y': paired=True (seed 002, Eq. 3) needs as many rows as 'x' ({len(x)}), received {len(y)}")
+    _check_paired(x, y, paired)
     hs = _bandwidths(bandwidth, x, y)
     return _mmd2_from_gram(rbf_kernel(torch.cat([x, y]), torch.cat([x, y]), hs), len(x), paired)
 
@@ -119,8 +122,7 @@ def mmd_permutation_test(x, y, bandwidth: float | Sequence[float] | None = None,
                          seed: int = 0, paired: bool = False) -> MMDTest:
     "Permutation two-sample test of p = q with the unbiased MMD^2; small p-value = the samples differ."
     x, y = _check_pair(x, y)
-    if paired and len(x) != len(y):
-        raise ValueError(f"argument 'y': paired=True (seed 002, Eq. 3) needs as many rows as 'x' ({len(x)}), received {len(y)}")
+    _check_paired(x, y, paired)
     B = check_int(n_permutations, "n_permutations", min=1)
     hs = _bandwidths(bandwidth, x, y)
     z = torch.cat([x, y])
