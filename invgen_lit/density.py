@@ -237,11 +237,13 @@ def kde_loo_log_likelihood(Z: Tensor, bandwidths: Tensor, chunk: int = 1024) -> 
 
 # %% ../nbs/05_density.ipynb #d588d83b
 class LatentKDE:
-    "Gaussian KDE over latent codes (seed 002, Sec. 3.2); bandwidth: a number, 'scott', 'silverman' or None (leave-one-out likelihood)."
-    def __init__(self, bandwidth: float | str | None = None, grid: int = 25):
+    "Gaussian KDE over latent codes (seed 002, Sec. 3.2), optionally mixed with weight `background` with N(0, background_std^2 I); bandwidth: a number, 'scott', 'silverman' or None (leave-one-out likelihood)."
+    def __init__(self, bandwidth: float | str | None = None, grid: int = 25, background: float = 0.0, background_std: float = 1.0):
         if isinstance(bandwidth, str): check_choice(bandwidth, "bandwidth", BANDWIDTH_RULES)
         elif bandwidth is not None: check_float(bandwidth, "bandwidth", min=0, strict=True)
         self.bandwidth, self.grid = bandwidth, check_int(grid, "grid", min=2)
+        self.background = check_float(background, "background", min=0, max=1)
+        self.background_std = check_float(background_std, "background_std", min=0, strict=True)
         self.Z: Tensor | None = None
         self.h: float | None = None
         self.loo_curve: tuple[Tensor, Tensor] | None = None  # (bandwidths, mean LOO log-likelihood) when selected
@@ -266,14 +268,24 @@ class LatentKDE:
     def dim(self) -> int: return self._fitted().shape[1]
 
     def log_prob(self, z: Tensor) -> Tensor:
-        "Per-row log-density of the KDE (Eq. KDE), shape (m,)."
-        return kde_log_prob(check_tensor(z, "z", ndim=2, shape=(None, self.dim)).to(self._fitted()), self.Z, self.h)
+        "Per-row log-density of the KDE (Eq. KDE), mixed with the background Gaussian if `background` > 0; shape (m,)."
+        z = check_tensor(z, "z", ndim=2, shape=(None, self.dim)).to(self._fitted())
+        b = self.background
+        if b == 0: return kde_log_prob(z, self.Z, self.h)
+        lp_bg = -0.5 * (z / self.background_std).pow(2).sum(-1) - z.shape[1] * math.log(self.background_std * math.sqrt(2 * math.pi))
+        if b == 1: return lp_bg
+        return torch.logaddexp(math.log1p(-b) + kde_log_prob(z, self.Z, self.h), math.log(b) + lp_bg)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        "n draws: a uniformly chosen code plus h times standard Gaussian noise."
+        "n draws: a uniformly chosen code plus h times standard Gaussian noise (a background draw with probability `background`)."
         Z = self._fitted()
         idx = torch.randint(0, Z.shape[0], (check_int(n, "n", min=0),), generator=generator, device=Z.device)
-        return Z[idx] + self.h * torch.randn(n, Z.shape[1], generator=generator, dtype=Z.dtype, device=Z.device)
+        out = Z[idx] + self.h * torch.randn(n, Z.shape[1], generator=generator, dtype=Z.dtype, device=Z.device)
+        if self.background > 0:
+            bg = torch.rand(n, generator=generator, device=Z.device) < self.background
+            out = torch.where(bg[:, None], self.background_std * torch.randn(n, Z.shape[1], generator=generator, dtype=Z.dtype,
+                                                                             device=Z.device), out)
+        return out
 
     def to(self, device) -> "LatentKDE":
         if self.Z is not None: self.Z = self.Z.to(device)
@@ -282,6 +294,7 @@ class LatentKDE:
     def save(self, path) -> Path:
         "Atomic checkpoint of the codes and the bandwidth (invgen_lit.core.save_checkpoint)."
         return save_checkpoint({"class": "LatentKDE", "bandwidth": self.bandwidth, "grid": self.grid,
+                                "background": self.background, "background_std": self.background_std,
                                 "h": self.h, "Z": None if self.Z is None else self.Z.cpu()}, path)
 
     @classmethod
@@ -290,10 +303,11 @@ class LatentKDE:
         s = load_checkpoint(path)
         if s.get("class") != "LatentKDE":
             raise CheckpointError(f"argument 'path': '{path}' holds a {s.get('class')!r}, not a 'LatentKDE'")
-        kde = cls(s["bandwidth"], s["grid"])
+        kde = cls(s["bandwidth"], s["grid"], s.get("background", 0.0), s.get("background_std", 1.0))
         kde.Z, kde.h = s["Z"], s["h"]
         return kde
 
     def __repr__(self) -> str:
         fitted = f"n={self.Z.shape[0]}, d={self.Z.shape[1]}, h={self.h:.4g}" if self.Z is not None else "not fitted"
-        return f"LatentKDE(bandwidth={self.bandwidth!r}; {fitted})"
+        bg = f", background={self.background:g} x N(0, {self.background_std:g}^2 I)" if self.background else ""
+        return f"LatentKDE(bandwidth={self.bandwidth!r}{bg}; {fitted})"

@@ -88,13 +88,13 @@ def r2_penalty(D: Callable, fake: Tensor) -> Tensor:
 
 # %% ../nbs/04_gan.ipynb #07d1cea9
 class GAN(GenerativeModel):
-    "Vanilla GAN on vectors: MLP generator and discriminator, loss 'ns' | 'wgan-gp' | 'hinge', R1/R2 penalties, EMA generator."
+    "Vanilla GAN on vectors: MLP generator (output activation `out_act`) and discriminator, loss 'ns' | 'wgan-gp' | 'hinge', R1/R2 penalties, EMA generator."
     steps_by_profile = {"smoke": 40, "docs": 10_000, "full": 200_000}
 
     def __init__(self, data_dim: int = 2, latent_dim: int = 2, loss: str = "ns", hidden: Sequence[int] = (256, 256, 256, 256),
                  lr: float = 1e-3, betas: Sequence[float] = (0.0, 0.99), weight_decay: float = 1e-4, r1: float = 0.0,
                  r2: float | None = None, gp: float = 10.0, ema: float = 0.999, equalized: bool = True, act: str = "leaky_relu",
-                 minibatch_std: int = 0, batch_size: int = 64):
+                 minibatch_std: int = 0, batch_size: int = 64, out_act: str | None = None):
         super().__init__()
         self.data_dim, self.latent_dim = check_int(data_dim, "data_dim", min=1), check_int(latent_dim, "latent_dim", min=1)
         self.loss = check_choice(loss, "loss", list(ADVERSARIAL_LOSSES))
@@ -105,7 +105,7 @@ class GAN(GenerativeModel):
             raise TypeError(f"argument 'betas': expected two numbers (beta1, beta2), received {_describe(betas)}")
         betas = tuple(check_float(b, f"betas[{i}]", min=0, max=1, strict=False) for i, b in enumerate(betas))
         self.batch_size = check_int(batch_size, "batch_size", min=1)
-        self.G = MLP(self.latent_dim, self.data_dim, hidden, act=act, equalized=equalized)
+        self.G = MLP(self.latent_dim, self.data_dim, hidden, act=act, equalized=equalized, out_act=out_act)
         self.D = MLP(self.data_dim, 1, hidden, act=act, equalized=equalized, minibatch_std=minibatch_std)
         ema = check_float(ema, "ema", min=0, max=1)
         self.G_ema = EMA(self.G, ema) if ema > 0 else None
@@ -121,10 +121,14 @@ class GAN(GenerativeModel):
         z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim))
         return (self.G_ema if use_ema and self.G_ema is not None else self.G)(z)
 
+    def sample_latent(self, n: int) -> Tensor:
+        "n codes from the latent prior, N(0, I) here; subclasses with another prior override this."
+        return torch.randn(check_int(n, "n", min=0), self.latent_dim, device=self.device)
+
     @torch.no_grad()
     def sample(self, n: int, use_ema: bool = True) -> Tensor:
-        "Draw `n` samples G(z), z ~ N(0, I)."
-        return self.decode(torch.randn(check_int(n, "n", min=0), self.latent_dim, device=self.device), use_ema)
+        "Draw `n` samples G(z), z from the prior (`sample_latent`)."
+        return self.decode(self.sample_latent(n), use_ema)
 
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> dict:
         "Adversarial loss of D plus its penalties; R1/R2 reuse the logits of the adversarial loss."
@@ -140,14 +144,17 @@ class GAN(GenerativeModel):
         return out
 
     def train_step(self, x: Tensor) -> dict:
+        return self.adversarial_step(x, self.sample_latent(len(x)), self.sample_latent(len(x)))
+
+    def adversarial_step(self, x: Tensor, z_d: Tensor, z_g: Tensor) -> dict:
+        "One discriminator step on `x` against G(z_d), then one generator step on G(z_g); the losses by name."
         _, g_loss_fn = ADVERSARIAL_LOSSES[self.loss]
-        n = len(x)
         # discriminator step on real data and detached fakes
-        d = self.discriminator_loss(x, self.G(torch.randn(n, self.latent_dim, device=x.device)))
+        d = self.discriminator_loss(x, self.G(z_d))
         self.optimizers["D"].zero_grad(set_to_none=True); d["d_total"].backward(); self.optimizers["D"].step()
         # generator step on fresh latents; D is frozen so that no gradient is spent on its weights
         self.D.requires_grad_(False)
-        g_loss = g_loss_fn(self.D(self.G(torch.randn(n, self.latent_dim, device=x.device))))
+        g_loss = g_loss_fn(self.D(self.G(z_g)))
         self.optimizers["G"].zero_grad(set_to_none=True); g_loss.backward(); self.optimizers["G"].step()
         self.D.requires_grad_(True)
         if self.G_ema is not None: self.G_ema.update(self.G)
