@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 
 from .core import check_tensor, check_int, check_float, check_choice, _describe
-from .density import LatentKDE
+from .density import LatentKDE, standard_normal_log_prob
 from .gan import GAN
 from .metrics import mmd2_unbiased
 
@@ -267,7 +267,7 @@ def _log_prob(self: KDEGAN, x, steps: int | None = None) -> Tensor:
     "Latent log-density log p(encode(x)) under the prior (KDE mixture, or N(0, I)); per row."
     z = self.encode(x, steps)
     kde = self.kde()
-    return kde.log_prob(z) if kde is not None else -0.5 * z.pow(2).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+    return kde.log_prob(z) if kde is not None else standard_normal_log_prob(z)
 
 def _fit_prior(self: KDEGAN, x, steps: int | None = None) -> KDEGAN:
     "Rebuild the bank from the reversed codes of `x` (e.g. the whole training set after training); returns self."
