@@ -24,10 +24,10 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
-           'check_path', 'set_seed', 'get_device', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint',
-           'load_checkpoint', 'Batches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError',
-           'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'GenerativeModel',
-           'DiagonalGaussian', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
+           'check_path', 'check_data_shape', 'set_seed', 'get_device', 'get_profile', 'by_profile', 'CheckpointError',
+           'save_checkpoint', 'load_checkpoint', 'Batches', 'History', 'plot_history', 'Callback', 'TrainLoop',
+           'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint',
+           'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -38,6 +38,10 @@ def _describe(x) -> str:
     return f"{type(x).__name__} {r[:60] + '...' if len(r) > 60 else r}"
 
 # %% ../nbs/00_core.ipynb #f86dfd23
+def _transformed(x: Tensor) -> bool:
+    "True for a tensor inside a torch.func transform (vmap, jacrev, jacfwd), whose values cannot be inspected."
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
 def check_tensor(x, name: str, ndim: int | Sequence[int] | None = None, shape: Sequence[int | None] | None = None,
                  floating: bool = True, finite: bool = True, min_rows: int = 0) -> Tensor:
     "Return `x` as a tensor after checking type, dims, shape (None = any size), dtype and finiteness; raise naming `name`."
@@ -57,7 +61,8 @@ def check_tensor(x, name: str, ndim: int | Sequence[int] | None = None, shape: S
             raise ValueError(f"argument '{name}': expected shape {want}, received {tuple(x.shape)}")
     if x.ndim and x.shape[0] < min_rows:
         raise ValueError(f"argument '{name}': expected at least {min_rows} rows, received {x.shape[0]}")
-    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+    # under torch.func transforms (vmap, jacrev, jacfwd) the values are not concrete: the finiteness check is skipped there
+    if finite and x.is_floating_point() and not _transformed(x) and not torch.isfinite(x).all():
         raise ValueError(f"argument '{name}': expected finite values, received {int((~torch.isfinite(x)).sum())} NaN/inf entries")
     return x
 
@@ -98,6 +103,15 @@ def check_path(path, name: str, kind: str = "file", must_exist: bool = True) -> 
         if kind == "file" and not p.is_file(): raise ValueError(f"argument '{name}': expected a file, but '{p}' is not a file")
         if kind == "dir" and not p.is_dir(): raise ValueError(f"argument '{name}': expected a directory, but '{p}' is not a directory")
     return p
+
+def check_data_shape(data_shape, name: str = "data_shape") -> tuple[int, ...]:
+    "A data shape as a tuple of positive ints: 6 -> (6,), (1, 16, 16) stays; raise naming `name` otherwise."
+    shape = (data_shape,) if isinstance(data_shape, int) and not isinstance(data_shape, bool) else data_shape
+    if not (isinstance(shape, (tuple, list)) and shape and
+            all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        raise TypeError(f"argument '{name}': expected a positive int or a tuple of them such as (1, 16, 16), "
+                        f"received {_describe(data_shape)}")
+    return tuple(shape)
 
 # %% ../nbs/00_core.ipynb #a4af7af3
 def set_seed(seed: int = 0) -> int:

@@ -11,16 +11,16 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.func import jacrev, vmap
+from torch.func import jacfwd, jacrev, vmap
 
 from .core import (CheckpointError, check_choice, check_float, check_int, check_tensor, load_checkpoint,
                              save_checkpoint)
 
 # %% auto #0
-__all__ = ['jacobian_trace', 'PROBES', 'DIVERGENCE_METHODS', 'BANDWIDTH_RULES', 'standard_normal_log_prob', 'exact_jacobian',
-           'exact_logdet', 'change_of_variables', 'exact_trace', 'sample_probes', 'hutchinson_samples',
-           'hutchinson_trace', 'hutchinson_variance', 'divergence', 'injective_logdet', 'injective_change_of_variables',
-           'bandwidth_rule', 'kde_log_prob', 'kde_loo_log_likelihood', 'LatentKDE']
+__all__ = ['JACOBIAN_MODES', 'jacobian_trace', 'PROBES', 'DIVERGENCE_METHODS', 'BANDWIDTH_RULES', 'standard_normal_log_prob',
+           'exact_jacobian', 'exact_logdet', 'change_of_variables', 'exact_trace', 'sample_probes',
+           'hutchinson_samples', 'hutchinson_trace', 'hutchinson_variance', 'divergence', 'injective_logdet',
+           'injective_change_of_variables', 'bandwidth_rule', 'kde_log_prob', 'kde_loo_log_likelihood', 'LatentKDE']
 
 # %% ../nbs/05_density.ipynb #1e00d307
 def standard_normal_log_prob(z: Tensor) -> Tensor:
@@ -46,11 +46,15 @@ def _one_row(f):
         return y[0], y[0]
     return single
 
-def exact_jacobian(f: Callable[[Tensor], Tensor], x: Tensor, return_output: bool = False):
-    "Per-row Jacobians J_f(x_i) of shape (n, D_out, D) by reverse-mode autograd (`jacrev`) batched with `vmap`."
+JACOBIAN_MODES = ("reverse", "forward")
+
+def exact_jacobian(f: Callable[[Tensor], Tensor], x: Tensor, return_output: bool = False, mode: str = "reverse"):
+    """Per-row Jacobians J_f(x_i) of shape (n, D_out, D), batched with `vmap`: `mode='reverse'` (`jacrev`, one backward
+    pass per output) or `'forward'` (`jacfwd`, one forward pass per input: cheaper for tall maps R^d -> R^D, d << D)."""
     f = _check_callable(f, "f")
     x = check_tensor(x, "x", ndim=2, min_rows=1)
-    J, y = vmap(jacrev(_one_row(f), has_aux=True))(x)
+    jac = {"reverse": jacrev, "forward": jacfwd}[check_choice(mode, "mode", JACOBIAN_MODES)]
+    J, y = vmap(jac(_one_row(f), has_aux=True))(x)
     return (J, y) if return_output else J
 
 def _square(J: Tensor, what: str) -> Tensor:

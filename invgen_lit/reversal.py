@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import nn, Tensor
 
-from .core import check_tensor, check_int, check_float, check_choice, _describe
+from .core import check_tensor, check_int, check_float, check_choice, check_data_shape, _describe
 from .density import LatentKDE, standard_normal_log_prob
 from .gan import GAN
 from .metrics import mmd2_unbiased
@@ -156,15 +156,6 @@ def reverse(G: Callable[[Tensor], Tensor], x: Tensor, steps: int = 100, lr: floa
     return result(stopped_by, z.detach(), taken)
 
 # %% ../nbs/10_reversal.ipynb #92e77e94
-def _data_shape(data_shape) -> tuple[int, ...]:
-    "Data shape as a tuple of positive ints: 256 -> (256,), (1, 16, 16) stays."
-    shape = (data_shape,) if isinstance(data_shape, int) and not isinstance(data_shape, bool) else data_shape
-    if not (isinstance(shape, (tuple, list)) and shape and
-            all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
-        raise TypeError(f"argument 'data_shape': expected a positive int or a tuple of them such as (1, 16, 16), "
-                        f"received {_describe(data_shape)}")
-    return tuple(shape)
-
 PRIORS = ("kde", "normal")
 
 # %% ../nbs/10_reversal.ipynb #39f36cf5
@@ -178,7 +169,7 @@ class KDEGAN(GAN):
                  init_std: float = 1e-4, out_act: str | None = "tanh", loss: str = "ns", lr: float = 1e-3,
                  betas: Sequence[float] = (0.0, 0.99), weight_decay: float = 1e-4, r1: float = 0.0, r2: float | None = None,
                  ema: float = 0.0, batch_size: int = 64):
-        shape = _data_shape(data_shape)
+        shape = check_data_shape(data_shape)
         super().__init__(math.prod(shape), latent_dim, loss=loss, hidden=hidden, lr=lr, betas=betas, weight_decay=weight_decay,
                          r1=r1, r2=r2, ema=ema, batch_size=batch_size, out_act=out_act)
         self.data_shape, self.prior = shape, check_choice(prior, "prior", PRIORS)
