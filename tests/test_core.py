@@ -284,3 +284,22 @@ def test_nan_guard_names_loss_and_keeps_checkpoint(tmp_path, X):
 def test_progress_bar_runs(X, capsys):
     DiagonalGaussian(2).fit(X, steps=5, progress=True)
     assert "DiagonalGaussian" in capsys.readouterr().err
+
+
+def test_check_data_shape():
+    from invgen_lit.core import check_data_shape
+    assert check_data_shape(6) == (6,) and check_data_shape([1, 16, 16]) == (1, 16, 16)
+    for bad in (0, "6", (1, 0), (), True, 2.5):
+        with pytest.raises(TypeError, match="argument 'data_shape'"):
+            check_data_shape(bad)
+
+
+def test_check_tensor_runs_under_torch_func_transforms():
+    "Values inside vmap/jacrev/jacfwd are not concrete: the finiteness check must step aside there, and only there."
+    from torch.func import jacfwd, jacrev, vmap
+    f = lambda x: check_tensor(x, "x") * 2
+    x = torch.ones(3, 2)
+    assert vmap(f)(x).shape == (3, 2)
+    assert jacrev(f)(x[0]).shape == (2, 2) and jacfwd(f)(x[0]).shape == (2, 2)
+    with pytest.raises(ValueError, match="finite"):
+        f(torch.tensor([1.0, float("nan")]))

@@ -415,3 +415,13 @@ def test_bad_input_kde():
         kde_loo_log_likelihood(torch.randn(5, 2), torch.tensor([0.1, -0.1]))
     with pytest.raises(ValueError, match="'rule'"):
         bandwidth_rule(torch.randn(5, 2), "cv")
+
+
+def test_exact_jacobian_forward_mode_matches_reverse_mode():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    f = lambda z: torch.tanh(z @ A.T)
+    z = torch.randn(11, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(exact_jacobian(f, z, mode="forward"), exact_jacobian(f, z, mode="reverse"))
+    with pytest.raises(ValueError, match="argument 'mode'"):
+        exact_jacobian(f, z, mode="sideways")
