@@ -20,8 +20,8 @@ from .nn import MLP
 
 # %% auto #0
 __all__ = ['kmeans_centres', 'rbf_bandwidths', 'rbf_activations', 'rbf_sigma', 'rbf_sigma_jacobian', 'RBFVariance', 'InvGAN',
-           'Likelihood', 'DegenerateMetricError', 'log_prob_per_row', 'RealNVP', 'align_offset', 'minmax_anomaly_score',
-           'detection_report', 'Autoencoder']
+           'gaussian_log_prob', 'Likelihood', 'DegenerateMetricError', 'log_prob_per_row', 'RealNVP', 'align_offset',
+           'minmax_anomaly_score', 'detection_report', 'Autoencoder']
 
 # %% ../nbs/20_invgan.ipynb #84544985
 def kmeans_centres(Z: Tensor, k: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -129,11 +129,15 @@ def _encode(self: InvGAN, x: Tensor) -> Tensor:
     "The inference network: z = h(x), shape (n, latent_dim)."
     return self.H(self._check_x(x))
 
+def gaussian_log_prob(x: Tensor, mu: Tensor, sig: Tensor) -> Tensor:
+    "log N(x; mu, diag sig^2) per row: sum_i -1/2 ((x_i - mu_i) / sig_i)^2 - log sig_i - 1/2 log 2 pi."
+    return (-0.5 * ((x - mu) / sig).pow(2) - sig.log() - 0.5 * math.log(2 * math.pi)).sum(1)
+
 def _hs_objective(self: InvGAN, x: Tensor) -> dict:
     "L_{h,sigma} of Sec. 2.2 on a flat batch `x`: Gaussian log-likelihood of x given g(h(x)), sigma(h(x)), minus KL(q || p)."
     z = self.H(x)
     mu, sig = self.G(z), self.sigma(z)
-    loglik = (-0.5 * ((x - mu) / sig).pow(2) - sig.log() - 0.5 * math.log(2 * math.pi)).sum(1).mean()
+    loglik = gaussian_log_prob(x, mu, sig).mean()
     m, s2 = z.mean(0), z.var(0)                      # the empirical q(z|x): batch mean and variance of h(x)
     kl = 0.5 * (m.pow(2) + s2 - 1 - s2.log()).sum()
     return {"loglik": loglik, "kl": kl, "L_hs": loglik - kl}
@@ -332,8 +336,7 @@ def _reconstruction_log_prob(self: InvGAN, x: Tensor) -> Tensor:
     "log N(x; g(h(x)), diag sigma^2(h(x))) per row: the Gaussian likelihood that L_{h,sigma} maximises (Sec. 2.2)."
     x = self._check_x(x)
     z = self.H(x)
-    mu, sig = self.G(z), self.sigma(z)
-    return (-0.5 * ((x - mu) / sig).pow(2) - sig.log() - 0.5 * math.log(2 * math.pi)).sum(1)
+    return gaussian_log_prob(x, self.G(z), self.sigma(z))
 
 InvGAN.reconstruction_error, InvGAN.reconstruction_log_prob = _reconstruction_error, _reconstruction_log_prob
 
