@@ -501,7 +501,7 @@ class GenerativeModel(nn.Module):
         for k, o in m.optimizers.items():
             if k in s["optimizers"]: o.load_state_dict(s["optimizers"][k])
         m.history.load_state_dict(s["history"]); m.global_step = s["global_step"]
-        return m.to(map_location) if map_location else m.eval()
+        return (m.to(map_location) if map_location else m).eval()
 
 # %% ../nbs/00_core.ipynb #0fca0ebd
 class DiagonalGaussian(GenerativeModel):

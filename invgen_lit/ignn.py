@@ -125,7 +125,8 @@ class ConditionalFlow(GenerativeModel):
         self.data_shape, self.dim = shape, self.n_nodes * self.feat_dim
         self.n_classes = check_int(n_classes, "n_classes", min=2)
         self.gamma, self.barrier_weight = check_float(gamma, "gamma", min=0), check_float(barrier, "barrier", min=0)
-        self.logdet = check_choice("exact" if logdet is None and self.dim <= 64 else logdet or "roulette", "logdet", LOGDET_METHODS)
+        default = "exact" if self.dim <= 64 else "roulette"
+        self.logdet = check_choice(default if logdet is None else logdet, "logdet", LOGDET_METHODS)
         self.n_terms = check_int(n_terms, "n_terms", min=1)
         self.tol, self.max_iter = check_float(tol, "tol", min=0, strict=True), check_int(max_iter, "max_iter", min=1)
         nets = None
