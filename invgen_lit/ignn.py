@@ -125,7 +125,7 @@ class ConditionalFlow(GenerativeModel):
         self.data_shape, self.dim = shape, self.n_nodes * self.feat_dim
         self.n_classes = check_int(n_classes, "n_classes", min=2)
         self.gamma, self.barrier_weight = check_float(gamma, "gamma", min=0), check_float(barrier, "barrier", min=0)
-        default = "exact" if self.dim <= 64 else "roulette"
+        default = "exact" if self.dim <= 16 else "roulette"  # exact costs D backward passes per block
         self.logdet = check_choice(default if logdet is None else logdet, "logdet", LOGDET_METHODS)
         self.n_terms = check_int(n_terms, "n_terms", min=1)
         self.tol, self.max_iter = check_float(tol, "tol", min=0, strict=True), check_int(max_iter, "max_iter", min=1)
@@ -198,7 +198,7 @@ class ConditionalFlow(GenerativeModel):
         return self.decode(h.reshape(n, *self.data_shape))
 
     def log_prob(self, X: Tensor, y) -> Tensor:
-        "log p(X | Y = y) = log p(F(X) | y) + log|det J_F(X)| per row (exact for dim <= 64, else the model's estimator)."
+        "log p(X | Y = y) = log p(F(X) | y) + log|det J_F(X)| per row (exact for dim <= 16, else the model's estimator)."
         x = self._x(X)
         kw = {} if self.logdet == "exact" else {"n_terms": self.n_terms}
         h, ld, _ = self.flow.flow(x, self.logdet, **kw)
