@@ -105,7 +105,7 @@ class ConditionalFlow(GenerativeModel):
     batch_size = 256
 
     def __init__(self, data_shape=2, n_classes: int = 2, n_blocks: int = 10, hidden: Sequence[int] = (64, 64),
-                 act: str = "elu", sigma: float = 0.5, gamma: float = 1.0, lipschitz: float | None = None,
+                 act: str = "elu", sigma: float = 0.5, gamma: float = 3.0, lipschitz: float | None = None,
                  adjacency=None, layer: str = "l3net", order: int = 2, n_bases: int = 3, hops: int = 1,
                  barrier: float = 0.01, logdet: str | None = None, n_terms: int = 10, lr: float = 1e-3,
                  tol: float = 1e-5, max_iter: int = 500):
