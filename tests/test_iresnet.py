@@ -417,3 +417,26 @@ def test_iresnet_fit_wrong_width():
         m.fit(torch.randn(50, 3), steps=1, progress=False)
     with pytest.raises(ValueError, match="'z'"):
         m.decode(torch.randn(5, 3))
+
+
+def test_contraction_branch_is_at_its_bound():
+    "f(x) = c tanh(Qx): J_f(0) = c Q with Q orthogonal, and ||J_f(x)||_2 <= c everywhere."
+    from invgen_lit.density import exact_jacobian
+    from invgen_lit.iresnet import ContractionBranch
+    f = ContractionBranch(6, c=0.7, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(f.Q @ f.Q.T, torch.eye(6), atol=1e-5, rtol=0)
+    J0 = exact_jacobian(f, torch.zeros(1, 6))[0]
+    torch.testing.assert_close(torch.linalg.matrix_norm(J0, 2), torch.tensor(0.7), atol=1e-5, rtol=0)
+    norms = torch.linalg.matrix_norm(exact_jacobian(f, 2 * torch.randn(500, 6)), 2)
+    assert norms.max() <= 0.7 + 1e-5 and norms.min() < 0.7
+    with pytest.raises(ValueError, match="'c'"): ContractionBranch(3, c=1.5)
+    with pytest.raises(ValueError, match="'dim'"): ContractionBranch(0)
+
+
+def test_default_logdet_is_exact_only_for_small_dimensions():
+    "Exact log-det costs D backward passes per block: the flows switch to the roulette series above D = 16."
+    from invgen_lit.ignn import ConditionalFlow
+    assert IResNet(16).logdet == "exact" and IResNet(17).logdet == "roulette"
+    assert ConditionalFlow(16, n_classes=2).logdet == "exact" and ConditionalFlow(17, n_classes=2).logdet == "roulette"
+    path = torch.tensor([[0., 1, 0], [1, 0, 1], [0, 1, 0]])
+    assert ConditionalFlow((3, 6), n_classes=2, adjacency=path).logdet == "roulette"  # V d = 18
