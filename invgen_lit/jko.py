@@ -12,9 +12,9 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn, Tensor
 
-from .core import (Batches, Callback, CheckpointError, GenerativeModel, NaNGuard, ProgressBar, Recorder,
+from .core import (Batches, Callback, GenerativeModel, NaNGuard, ProgressBar, Recorder,
                              TrainLoop, by_profile, check_choice, check_data_shape, check_float, check_int,
-                             check_tensor, get_device, load_checkpoint, save_checkpoint)
+                             check_tensor, get_device)
 from .density import DIVERGENCE_METHODS, standard_normal_log_prob
 from .nn import ODEFunc
 from .ode import CNFDynamics, ODESolveError, odesolve
@@ -330,25 +330,20 @@ class JKOFlow(GenerativeModel):
             for b, d in zip(self.blocks, old): b.dynamics.divergence = d
         return standard_normal_log_prob(xk) + total
 
-    # ---- checkpoints -----------------------------------------------------------------------------------------
-    def save(self, path):
-        "Atomically save config, the block intervals (so the chosen number of blocks is restored), weights and history."
-        return save_checkpoint({"class": type(self).__name__, "config": self.config, "model": self.state_dict(),
-                                "blocks": [[b.t0, b.h, b.n_steps, b.eval_steps] for b in self.blocks], "w2": list(self.w2_),
-                                "batches": list(self.batches_), "optimizers": {},
-                                "history": self.history.state_dict(), "global_step": self.global_step}, path)
+    # ---- checkpoints: GenerativeModel.save / load, with the blocks' intervals as extra state --------------------
+    def get_extra_state(self) -> dict:
+        "Block intervals and RK4 step counts (so `load` rebuilds as many blocks as `fit` chose), movements, mini-batches."
+        return {"blocks": [[b.t0, b.h, b.n_steps, b.eval_steps] for b in self.blocks],
+                "w2": list(self.w2_), "batches": list(self.batches_)}
 
-    @classmethod
-    def load(cls, path, map_location=None):
-        "Rebuild a JKOFlow saved by `save`, with as many blocks as it had."
-        s = load_checkpoint(path)
-        if s.get("class") != cls.__name__:
-            raise CheckpointError(f"argument 'path': '{path}' holds a {s.get('class')!r}, not a {cls.__name__!r}")
-        m = cls(**s["config"])
-        for t0, h, n_steps, eval_steps in s["blocks"]:
-            m.blocks.append(JKOBlock(m.dim, m.hidden, t0, h, int(n_steps), m.act, m.divergence, eval_steps=int(eval_steps)))
-        m.load_state_dict(s["model"])
-        m.requires_grad_(False)
-        m.w2_, m.batches_ = [float(v) for v in s["w2"]], [int(v) for v in s["batches"]]
-        m.history.load_state_dict(s["history"]); m.global_step = s["global_step"]
-        return (m.to(map_location) if map_location else m).eval()
+    def set_extra_state(self, state: dict):
+        self.w2_, self.batches_ = [float(v) for v in state["w2"]], [int(v) for v in state["batches"]]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        "Rebuild the blocks a checkpoint describes (a fresh model has none), then load their weights."
+        extra = state_dict.get("_extra_state")
+        if extra is not None:
+            self.blocks = nn.ModuleList(
+                JKOBlock(self.dim, self.hidden, t0, h, int(n), self.act, self.divergence, eval_steps=int(e))
+                for t0, h, n, e in extra["blocks"]).requires_grad_(False)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
