@@ -24,10 +24,11 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
-           'check_path', 'check_data_shape', 'set_seed', 'get_device', 'get_profile', 'by_profile', 'CheckpointError',
-           'save_checkpoint', 'load_checkpoint', 'Batches', 'History', 'plot_history', 'Callback', 'TrainLoop',
-           'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint',
-           'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
+           'check_path', 'check_data_shape', 'check_vector_shape', 'set_seed', 'get_device', 'get_profile',
+           'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'History', 'plot_history',
+           'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback',
+           'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table', 'claims_markdown',
+           'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -112,6 +113,14 @@ def check_data_shape(data_shape, name: str = "data_shape") -> tuple[int, ...]:
         raise TypeError(f"argument '{name}': expected a positive int or a tuple of them such as (1, 16, 16), "
                         f"received {_describe(data_shape)}")
     return tuple(shape)
+
+def check_vector_shape(data_shape, model: str) -> tuple[int]:
+    "`check_data_shape` for a model that works on vectors only: one dimension such as 2 or (8,); raise naming `model`."
+    shape = check_data_shape(data_shape)
+    if len(shape) != 1:
+        raise ValueError(f"argument 'data_shape': {model} works on vectors, expected one dimension such as 2 or (8,), "
+                         f"received {shape}; flatten images first")
+    return shape
 
 # %% ../nbs/00_core.ipynb #a4af7af3
 def set_seed(seed: int = 0) -> int:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import GenerativeModel, check_choice, check_data_shape, check_float, check_int, check_tensor
+from .core import GenerativeModel, check_choice, check_data_shape, check_float, check_int, check_tensor, check_vector_shape
 from .density import standard_normal_log_prob
 from .iresnet import LOGDET_METHODS, FixedPointError, InvertibleResNet
 from .nn import MLP, activation
@@ -246,8 +246,7 @@ class ConditionalGAN(GenerativeModel):
     def __init__(self, data_shape=2, n_classes: int = 2, latent_dim: int = 2, hidden: Sequence[int] = (128, 128, 128),
                  r1: float = 1.0, lr: float = 2e-4):
         super().__init__()
-        shape = check_data_shape(data_shape)
-        if len(shape) != 1: raise ValueError(f"argument 'data_shape': the cGAN baseline works on vectors, received {shape}")
+        shape = check_vector_shape(data_shape, "the cGAN baseline")
         self.data_shape, self.dim = shape, shape[0]
         self.n_classes, self.latent_dim = check_int(n_classes, "n_classes", min=2), check_int(latent_dim, "latent_dim", min=1)
         self.r1 = check_float(r1, "r1", min=0)
@@ -316,8 +315,7 @@ class ConditionalCouplingFlow(GenerativeModel):
 
     def __init__(self, data_shape=2, n_classes: int = 2, n_layers: int = 8, hidden: Sequence[int] = (64, 64), lr: float = 1e-3):
         super().__init__()
-        shape = check_data_shape(data_shape)
-        if len(shape) != 1: raise ValueError(f"argument 'data_shape': the cINN baseline works on vectors, received {shape}")
+        shape = check_vector_shape(data_shape, "the cINN baseline")
         self.data_shape, self.dim = shape, shape[0]
         if self.dim < 2: raise ValueError(f"argument 'data_shape': coupling layers need at least 2 dimensions, received {self.dim}")
         self.n_classes = check_int(n_classes, "n_classes", min=2)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn, Tensor
 
-from .core import GenerativeModel, check_choice, check_data_shape, check_float, check_int, check_tensor
+from .core import GenerativeModel, check_choice, check_float, check_int, check_tensor, check_vector_shape
 from .density import PROBES, sample_probes, standard_normal_log_prob
 from .nn import MLP
 
@@ -213,10 +213,7 @@ class IResNet(GenerativeModel):
                  lipschitz: float | None = None, gamma: float = 10.0, logdet: str | None = None, n_terms: int = 10,
                  lr: float = 1e-3, tol: float = 1e-5, max_iter: int = 500):
         super().__init__()
-        shape = check_data_shape(data_shape)
-        if len(shape) != 1:
-            raise ValueError(f"argument 'data_shape': IResNet works on vectors, expected one dimension such as 2 or (8,), "
-                             f"received {shape}; flatten images first")
+        shape = check_vector_shape(data_shape, "IResNet")
         self.data_shape, self.dim = shape, shape[0]
         self.gamma = check_float(gamma, "gamma", min=0)
         default = "exact" if self.dim <= 16 else "roulette"

@@ -13,8 +13,8 @@ import torch
 from torch import nn, Tensor
 
 from .core import (Batches, Callback, GenerativeModel, NaNGuard, ProgressBar, Recorder,
-                             TrainLoop, by_profile, check_choice, check_data_shape, check_float, check_int,
-                             check_tensor, get_device)
+                             TrainLoop, by_profile, check_choice, check_float, check_int,
+                             check_tensor, check_vector_shape, get_device)
 from .density import DIVERGENCE_METHODS, standard_normal_log_prob
 from .nn import ODEFunc
 from .ode import CNFDynamics, ODESolveError, odesolve
@@ -126,10 +126,7 @@ class JKOFlow(GenerativeModel):
                  tol: float = 1e-3, step_size: float = 0.5, eval_step_size: float = 0.0625, act: str = "softplus",
                  divergence: str = "exact", lr: float = 5e-3, warm_start: bool = True):
         super().__init__()
-        shape = check_data_shape(data_shape)
-        if len(shape) != 1:
-            raise ValueError(f"argument 'data_shape': JKOFlow works on vectors, expected one dimension such as 2 or (8,), "
-                             f"received {shape}; flatten images first")
+        shape = check_vector_shape(data_shape, "JKOFlow")
         self.data_shape, self.dim = shape, shape[0]
         self.hidden, self.act = tuple(hidden), act
         self.h = check_float(h, "h", min=0, strict=True)

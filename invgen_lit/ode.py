@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 from torchdiffeq import odeint, odeint_adjoint
 
-from .core import (GenerativeModel, check_choice, check_data_shape, check_float, check_int, check_tensor,
+from .core import (GenerativeModel, check_choice, check_float, check_vector_shape, check_int, check_tensor,
                              _describe)
 from .density import DIVERGENCE_METHODS, PROBES, divergence, sample_probes, standard_normal_log_prob
 from .nn import ODEFunc
@@ -220,10 +220,7 @@ class CNF(GenerativeModel):
                  method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, step_size: float | None = None,
                  max_steps: int = 10_000, adjoint: bool = False, kinetic: float = 0.0, lr: float = 1e-3):
         super().__init__()
-        shape = check_data_shape(data_shape)
-        if len(shape) != 1:
-            raise ValueError(f"argument 'data_shape': a CNF here works on vectors, expected one dimension such as 2 or (8,), "
-                             f"received {shape}; flatten images first")
+        shape = check_vector_shape(data_shape, "a CNF here")
         self.data_shape, self.dim = shape, shape[0]
         self.kinetic = check_float(kinetic, "kinetic", min=0)
         self.flow = ContinuousFlow(self.dim, hidden, T, act, time_embedding, divergence, probe, method, rtol, atol,

@@ -303,3 +303,12 @@ def test_check_tensor_runs_under_torch_func_transforms():
     assert jacrev(f)(x[0]).shape == (2, 2) and jacfwd(f)(x[0]).shape == (2, 2)
     with pytest.raises(ValueError, match="finite"):
         f(torch.tensor([1.0, float("nan")]))
+
+
+def test_check_vector_shape_names_the_model():
+    from invgen_lit.core import check_vector_shape
+    assert check_vector_shape(3, "M") == (3,) and check_vector_shape((8,), "M") == (8,)
+    with pytest.raises(ValueError, match=r"argument 'data_shape': M works on vectors.*\(1, 4, 4\)"):
+        check_vector_shape((1, 4, 4), "M")
+    with pytest.raises(TypeError, match="data_shape"):
+        check_vector_shape(0, "M")
