@@ -114,8 +114,8 @@ def even_w2_intervals(h: Sequence[float], w2: Sequence[float]) -> list[float]:
 class JKOFlow(GenerativeModel):
     """JKO-iFlow (seed 003 Part II; Xu, Cheng and Xie 2022): a continuous normalizing flow trained one block at a time.
     Block k is a neural ODE on [t_k, t_k + h_k] trained on the data pushed through blocks 1..k-1 by the step-wise
-    objective E[V(x(t_{k+1})) - int div f ds + ||x(t_{k+1}) - x(t_k)||^2 / (2 h_k)]; blocks are added until one moves
-    the data less than `tol` (mean squared displacement per dimension) or `max_blocks` are trained.
+    objective E[V(x(t_{k+1})) - int div f ds + ||x(t_{k+1}) - x(t_k)||^2 / (2 h_k)]; blocks are added until `patience`
+    blocks in a row move the data less than `tol` (mean squared displacement per dimension), or `max_blocks` are trained.
     `fit(X, steps)`: `steps` is the budget of mini-batches **per block** (default: the profile's).
     Blocks train with RK4 steps of `step_size` and are evaluated (push, encode, decode, log_prob) with the finer
     `eval_step_size`; `log_prob` uses the exact divergence."""
@@ -124,7 +124,7 @@ class JKOFlow(GenerativeModel):
 
     def __init__(self, data_shape=2, hidden: Sequence[int] = (64, 64), h: float = 1.0, max_blocks: int = 8,
                  tol: float = 1e-3, step_size: float = 0.5, eval_step_size: float = 0.0625, act: str = "softplus",
-                 divergence: str = "exact", lr: float = 5e-3, warm_start: bool = True):
+                 divergence: str = "exact", lr: float = 5e-3, warm_start: bool = True, patience: int = 2):
         super().__init__()
         shape = check_vector_shape(data_shape, "JKOFlow")
         self.data_shape, self.dim = shape, shape[0]
@@ -137,6 +137,8 @@ class JKOFlow(GenerativeModel):
         self.divergence = check_choice(divergence, "divergence", DIVERGENCE_METHODS)
         self.lr = check_float(lr, "lr", min=0, strict=True)
         self.warm_start = bool(warm_start)
+        # one small block is not enough: a block that sits on an early plateau of the objective also barely moves
+        self.patience = check_int(patience, "patience", min=1)
         self.blocks = nn.ModuleList()
         self.w2_: list[float] = []        # per-block W2^2 movement E||x(t_{k+1}) - x(t_k)||^2 on the training data
         self.batches_: list[int] = []     # mini-batches spent per block (all training phases)
@@ -220,14 +222,14 @@ class JKOFlow(GenerativeModel):
     def fit(self, x, steps: int | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
             batch_size: int | None = None, seed: int = 0, device=None):
         """Train from scratch block after block, `steps` mini-batches per block (default: the profile's), pushing the
-        training data through each finished block once; stop after the first block whose W2^2 movement per dimension
-        is below `tol`, or at `max_blocks`. Returns `self`."""
+        training data through each finished block once; stop after `patience` blocks in a row whose W2^2 movement per
+        dimension is below `tol`, or at `max_blocks`. Returns `self`."""
         (x,) = self.prepare_data(x)
         steps = by_profile(**self.steps_by_profile) if steps is None else check_int(steps, "steps", min=1)
         dev = torch.device(device) if device is not None else get_device()
         self.blocks = nn.ModuleList().to(dev)
         self.w2_, self.batches_ = [], []
-        xk, t = x.to(dev), 0.0
+        xk, t, small = x.to(dev), 0.0, 0
         for k in range(self.max_blocks):
             self.blocks.append(self._new_block(t, self.h).to(dev))
             if self.warm_start and k:  # start from the previous block's field: the next JKO step moves in a similar way
@@ -235,7 +237,8 @@ class JKOFlow(GenerativeModel):
             xk1 = self._train_block(k, xk, steps, callbacks, progress, batch_size, seed)
             self.w2_.append(float((xk1 - xk).pow(2).sum(1).mean()))
             xk, t = xk1, t + self.h
-            if self.w2_[-1] / self.dim < self.tol: break
+            small = small + 1 if self.w2_[-1] / self.dim < self.tol else 0
+            if small >= self.patience: break
         return self
 
     # ---- reparametrisation and refinement ---------------------------------------------------------------------

@@ -122,19 +122,25 @@ def test_log_prob_integrates_to_one(fitted):
 
 def test_stopping_rule_chooses_the_number_of_blocks(X):
     torch.manual_seed(0)
-    stop_at_once = JKOFlow(2, max_blocks=4, tol=1e9, **SMALL).fit(X, steps=3, progress=False)
+    stop_at_once = JKOFlow(2, max_blocks=4, tol=1e9, patience=1, **SMALL).fit(X, steps=3, progress=False)
     assert stop_at_once.n_blocks_ == 1
+    torch.manual_seed(0)
+    assert JKOFlow(2, max_blocks=4, tol=1e9, **SMALL).fit(X, steps=3, progress=False).n_blocks_ == 2  # patience 2
     torch.manual_seed(0)
     never = JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps=3, progress=False)
     assert never.n_blocks_ == 3
     # the same seed trains the same blocks whatever the tolerance, so the rule can be checked against their movements
     w = np.array(never.w2_) / 2
     torch.manual_seed(0)
-    just_above_first = JKOFlow(2, max_blocks=3, tol=float(w[0]) * 1.01, **SMALL).fit(X, steps=3, progress=False)
+    just_above_first = JKOFlow(2, max_blocks=3, tol=float(w[0]) * 1.01, patience=1, **SMALL).fit(X, steps=3, progress=False)
     assert just_above_first.n_blocks_ == 1 and just_above_first.w2_ == pytest.approx(never.w2_[:1], rel=1e-4)
     torch.manual_seed(0)
-    just_below_all = JKOFlow(2, max_blocks=3, tol=float(w.min()) * 0.99, **SMALL).fit(X, steps=3, progress=False)
+    just_below_all = JKOFlow(2, max_blocks=3, tol=float(w.min()) * 0.99, patience=1, **SMALL).fit(X, steps=3, progress=False)
     assert just_below_all.n_blocks_ == 3 and just_below_all.w2_ == pytest.approx(never.w2_, rel=1e-4)
+
+
+def test_patience_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="'patience'"): JKOFlow(2, patience=0)
 
 
 def test_movement_is_measured_on_the_training_data(fitted, X):
