@@ -24,11 +24,11 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
-           'check_path', 'check_data_shape', 'check_vector_shape', 'set_seed', 'get_device', 'get_profile',
-           'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'History', 'plot_history',
-           'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback',
-           'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table', 'claims_markdown',
-           'collect_claims']
+           'check_path', 'check_data_shape', 'check_vector_shape', 'check_labels', 'set_seed', 'get_device',
+           'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'History',
+           'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA',
+           'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table',
+           'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -121,6 +121,19 @@ def check_vector_shape(data_shape, model: str) -> tuple[int]:
         raise ValueError(f"argument 'data_shape': {model} works on vectors, expected one dimension such as 2 or (8,), "
                          f"received {shape}; flatten images first")
     return shape
+
+def check_labels(y, name: str, n_classes: int, shape: tuple) -> Tensor:
+    "Integer class labels of the given shape with values in 0..n_classes-1, as a long tensor; raise naming `name`."
+    if isinstance(y, int) and not isinstance(y, bool): y = torch.full(shape, y, dtype=torch.long)
+    y = check_tensor(torch.as_tensor(y) if not isinstance(y, Tensor) else y, name, floating=False)
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"argument '{name}': expected integer class ids, received dtype {y.dtype}")
+    if tuple(y.shape) != tuple(shape):
+        raise ValueError(f"argument '{name}': expected shape {tuple(shape)} (one label per row{' and node' if len(shape) > 1 else ''}), "
+                         f"received {tuple(y.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"argument '{name}': expected labels in 0..{n_classes - 1}, received values in {int(y.min())}..{int(y.max())}")
+    return y.long()
 
 # %% ../nbs/00_core.ipynb #a4af7af3
 def set_seed(seed: int = 0) -> int:

@@ -12,30 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import GenerativeModel, check_choice, check_data_shape, check_float, check_int, check_tensor, check_vector_shape
+from .core import GenerativeModel, check_choice, check_labels, check_data_shape, check_float, check_int, check_tensor, check_vector_shape
 from .density import standard_normal_log_prob
 from .iresnet import LOGDET_METHODS, FixedPointError, InvertibleResNet
 from .nn import MLP, activation
 
 # %% auto #0
-__all__ = ['GRAPH_LAYERS', 'check_labels', 'min_separation', 'initial_means', 'MixtureLatent', 'ConditionalFlow', 'one_hot',
-           'ConditionalGAN', 'ConditionalCoupling', 'ConditionalCouplingFlow', 'check_adjacency', 'hop_mask',
-           'chebyshev_basis', 'GraphLayer', 'GraphResidualNet']
+__all__ = ['GRAPH_LAYERS', 'min_separation', 'initial_means', 'MixtureLatent', 'ConditionalFlow', 'one_hot', 'ConditionalGAN',
+           'ConditionalCoupling', 'ConditionalCouplingFlow', 'check_adjacency', 'hop_mask', 'chebyshev_basis',
+           'GraphLayer', 'GraphResidualNet']
 
 # %% ../nbs/41_ignn.ipynb #4330ec5a
-def check_labels(y, name: str, n_classes: int, shape: tuple) -> Tensor:
-    "Integer class labels of the given shape with values in 0..n_classes-1, as a long tensor; raise naming `name`."
-    if isinstance(y, int) and not isinstance(y, bool): y = torch.full(shape, y, dtype=torch.long)
-    y = check_tensor(torch.as_tensor(y) if not isinstance(y, Tensor) else y, name, floating=False)
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise TypeError(f"argument '{name}': expected integer class ids, received dtype {y.dtype}")
-    if tuple(y.shape) != tuple(shape):
-        raise ValueError(f"argument '{name}': expected shape {tuple(shape)} (one label per row{' and node' if len(shape) > 1 else ''}), "
-                         f"received {tuple(y.shape)}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"argument '{name}': expected labels in 0..{n_classes - 1}, received values in {int(y.min())}..{int(y.max())}")
-    return y.long()
-
 def min_separation(n_classes: int, sigma: float, n_nodes: int = 1) -> float:
     """Distance between class means that keeps every node's Gaussian H_v | Y_v apart with high probability:
     P(noise along a mean difference > d/2) <= exp(-d^2 / (8 sigma^2)); a union bound over the K V (class, node)
