@@ -223,19 +223,24 @@ def test_checkpoint_resume_keeps_the_mixing_schedule(clusters, tmp_path):
     assert b.fake_share == pytest.approx(0.5) and b.global_step == 10
 
 
-def test_generator_push_points_each_cagan_fake_towards_its_class():
-    "After discriminator-only steps against a blob, CAGAN's push on class-k fakes points at cluster k."
+def test_acgan_keeps_pushing_data_like_fakes_off_the_boundary_and_cagan_does_not():
+    "Fig. 3's argument: with fakes distributed like the data, ACGAN's push points away from the Bayes boundary; CAGAN's is small."
     torch.manual_seed(0)
     toy = GaussianClusters()
     X, y = toy.sample(4000, return_labels=True, seed=0)
-    blob, yb = 0.6 * torch.randn(256, 2) + torch.tensor([0.5, -0.2]), torch.randint(4, (256,))
-    m = CAGAN(2, 4, hidden=(64, 64), latent_dim=4)
-    for _ in range(150):
-        i, j = torch.randint(len(X), (64,)), torch.randint(256, (64,))
-        m.discriminator_step(X[i], m.conditions(y[i]), blob[j], m.conditions(yb[j]))
-    centres = torch.tensor(GaussianClusters.CENTERS)
-    cos = F.cosine_similarity(m.generator_push(blob, yb), centres[yb] - blob, dim=1)
-    assert cos.mean() > 0.5
+    Xf, yf = toy.sample(4000, return_labels=True, seed=1)
+    models = {"acgan": ACGAN(2, 4, hidden=(64, 64), latent_dim=4), "cagan": CAGAN(2, 4, hidden=(64, 64), latent_dim=4)}
+    for _ in range(200):
+        i, j = torch.randint(len(X), (64,)), torch.randint(len(Xf), (64,))
+        for m in models.values(): m.discriminator_step(X[i], m.conditions(y[i]), Xf[j], m.conditions(yf[j]))
+    xe, ye = toy.sample(3000, return_labels=True, seed=2)
+    logp = lambda v: bayes_posterior(toy, v).gather(1, ye[:, None]).log()[:, 0]
+    grad = torch.stack([(logp(xe + 1e-3 * e) - logp(xe - 1e-3 * e)) / 2e-3 for e in torch.eye(2)], 1)
+    near = grad.norm(dim=1) > 0.5
+    assert int(near.sum()) > 20
+    push = {k: m.generator_push(xe[near], ye[near]) for k, m in models.items()}
+    assert F.cosine_similarity(push["acgan"], grad[near], dim=1).mean() > 0.5
+    assert push["cagan"].norm(dim=1).mean() < 0.3 * push["acgan"].norm(dim=1).mean()
 
 
 def test_bayes_posterior_and_near_boundary_fraction():

@@ -312,3 +312,15 @@ def test_check_vector_shape_names_the_model():
         check_vector_shape((1, 4, 4), "M")
     with pytest.raises(TypeError, match="data_shape"):
         check_vector_shape(0, "M")
+
+
+def test_check_labels_accepts_ints_and_names_the_argument_when_it_refuses():
+    from invgen_lit.core import check_labels
+    assert check_labels(2, "y", 3, (4,)).tolist() == [2, 2, 2, 2]
+    assert check_labels([0, 1, 2], "y", 3, (3,)).dtype == torch.long
+    with pytest.raises(ValueError, match=r"argument 'Y': expected labels in 0\.\.2, received values in 0\.\.3"):
+        check_labels(torch.tensor([0, 3]), "Y", 3, (2,))
+    with pytest.raises(ValueError, match=r"argument 'y': expected shape \(3,\)"):
+        check_labels(torch.tensor([0, 1]), "y", 3, (3,))
+    with pytest.raises(TypeError, match="integer class ids"):
+        check_labels(torch.tensor([True, False]), "y", 3, (2,))
