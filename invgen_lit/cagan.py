@@ -15,7 +15,7 @@ from torch import nn, Tensor
 from .core import (Callback, EMA, GenerativeModel, _describe, check_choice, check_data_shape, check_float,
                              check_int, check_labels, check_tensor)
 from .gan import grad_norm_sq
-from .nn import MLP, ConvDiscriminator, ConvGenerator
+from .nn import generator_and_discriminator
 
 # %% auto #0
 __all__ = ['ADVERSARIAL_TERMS', 'check_label_sizes', 'check_multi_labels', 'conditions', 'check_class_weights', 'sample_labels',
@@ -175,16 +175,8 @@ class ClassConditionalGAN(GenerativeModel):
         self.fake_share = 0.0   # set by MixingSchedule during fit when mixed_batch
         self.batch_size = check_int(batch_size, "batch_size", min=2)
         self.backbone = check_choice(backbone, "backbone", ["mlp", "conv"])
-        mbstd, dim = check_int(minibatch_std, "minibatch_std", min=0), math.prod(self.data_shape)
-        g_in, out_act = self.latent_dim + self.cond_dim, (None if len(self.data_shape) == 1 else "tanh")
-        if self.backbone == "conv":
-            if len(self.data_shape) != 3:
-                raise ValueError(f"argument 'backbone': 'conv' needs image data_shape (C, H, W), received {self.data_shape}")
-            self.G = ConvGenerator(g_in, self.data_shape, channels=channels, out_act=out_act)
-            self.D = ConvDiscriminator(self.data_shape, self.d_out, channels=channels, minibatch_std=mbstd)
-        else:
-            self.G = nn.Sequential(MLP(g_in, dim, hidden, equalized=True, out_act=out_act), nn.Unflatten(1, self.data_shape))
-            self.D = nn.Sequential(nn.Flatten(), MLP(dim, self.d_out, hidden, equalized=True, minibatch_std=mbstd))
+        self.G, self.D = generator_and_discriminator(self.data_shape, self.latent_dim + self.cond_dim, self.d_out, hidden,
+                                                     backbone, channels, minibatch_std)
         ema = check_float(ema, "ema", min=0, max=1)
         self.G_ema = EMA(self.G, ema) if ema > 0 else None
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):

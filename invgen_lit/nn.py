@@ -16,7 +16,8 @@ from .core import check_tensor, check_int, check_float, check_choice, _describe
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'EqualLinear', 'EqualConv2d', 'MinibatchStd', 'activation', 'linear_layer', 'MLP', 'conv_layer',
-           'ConvGenerator', 'ConvDiscriminator', 'ConcatLinear', 'ConcatSquashLinear', 'ODEFunc']
+           'ConvGenerator', 'ConvDiscriminator', 'generator_and_discriminator', 'ConcatLinear', 'ConcatSquashLinear',
+           'ODEFunc']
 
 # %% ../nbs/02_nn.ipynb #abf58e85
 class EqualLinear(nn.Module):
@@ -217,6 +218,22 @@ class ConvDiscriminator(nn.Module):
         for k, block in enumerate(self.blocks):
             h = (block(h) + self.shortcuts[k](h)) / math.sqrt(2) if self.residual else block(h)
         return self.head(self.mbstd(h))
+
+# %% ../nbs/02_nn.ipynb #e0b9881b
+def generator_and_discriminator(data_shape: Sequence[int], g_in: int, d_out: int, hidden: Sequence[int] = (256, 256, 256, 256),
+                                backbone: str = "mlp", channels: int = 32, minibatch_std: int = 0) -> tuple[nn.Module, nn.Module]:
+    "G: (B, g_in) -> (B, *data_shape) and D: (B, *data_shape) -> (B, d_out); 'mlp' (flattened, equalized lr) or 'conv' (images only)."
+    data_shape = tuple(data_shape)
+    check_choice(backbone, "backbone", ["mlp", "conv"])
+    mbstd, dim = check_int(minibatch_std, "minibatch_std", min=0), math.prod(data_shape)
+    out_act = None if len(data_shape) == 1 else "tanh"
+    if backbone == "conv":
+        if len(data_shape) != 3:
+            raise ValueError(f"argument 'backbone': 'conv' needs image data_shape (C, H, W), received {data_shape}")
+        return (ConvGenerator(g_in, data_shape, channels=channels, out_act=out_act),
+                ConvDiscriminator(data_shape, d_out, channels=channels, minibatch_std=mbstd))
+    return (nn.Sequential(MLP(g_in, dim, hidden, equalized=True, out_act=out_act), nn.Unflatten(1, data_shape)),
+            nn.Sequential(nn.Flatten(), MLP(dim, d_out, hidden, equalized=True, minibatch_std=mbstd)))
 
 # %% ../nbs/02_nn.ipynb #3be753b1
 class ConcatLinear(nn.Module):
