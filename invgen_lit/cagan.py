@@ -14,14 +14,14 @@ from torch import nn, Tensor
 
 from .core import (Callback, EMA, GenerativeModel, _describe, check_choice, check_data_shape, check_float,
                              check_int, check_labels, check_tensor)
-from .gan import grad_norm_sq
+from .gan import ADVERSARIAL_TERMS, _rows, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
 
 # %% auto #0
-__all__ = ['ADVERSARIAL_TERMS', 'check_label_sizes', 'check_multi_labels', 'conditions', 'check_class_weights', 'sample_labels',
-           'resample_classes', 'adversarial_d_loss', 'adversarial_g_loss', 'classification_loss', 'acgan_d_loss',
-           'acgan_g_loss', 'cagan_d_loss', 'cagan_g_loss', 'ClassConditionalGAN', 'CAGAN', 'ACGAN', 'bayes_posterior',
-           'near_boundary_fraction', 'mixing_share', 'mixed_groups', 'MixingSchedule']
+__all__ = ['check_label_sizes', 'check_multi_labels', 'conditions', 'check_class_weights', 'sample_labels', 'resample_classes',
+           'adversarial_d_loss', 'adversarial_g_loss', 'classification_loss', 'acgan_d_loss', 'acgan_g_loss',
+           'ClassConditionalGAN', 'CAGAN', 'ACGAN', 'bayes_posterior', 'near_boundary_fraction', 'mixing_share',
+           'mixed_groups', 'MixingSchedule']
 
 # %% ../nbs/50_cagan.ipynb #690f14ef
 def check_label_sizes(n_classes) -> tuple[int, ...]:
@@ -94,17 +94,6 @@ def resample_classes(x: Tensor, y: Tensor, weights, n: int, seed: int = 0) -> tu
     return x[idx], y[idx]
 
 # %% ../nbs/50_cagan.ipynb #7e7af42f
-# Per-row adversarial functions: A_d(r, f) = real_term(r) + fake_term(f), A_g(f) = gen_term(f) (seed 004 Eq. 5-6, [40])
-ADVERSARIAL_TERMS = {
-    "ns": (lambda r: F.softplus(-r), lambda f: F.softplus(f), lambda f: F.softplus(-f)),   # -log sigmoid(r), -log(1 - sigmoid(f)), -log sigmoid(f)
-    "hinge": (lambda r: F.relu(1 - r), lambda f: F.relu(1 + f), lambda f: -f)}
-
-def _rows(out, name: str, width: int | None = None) -> Tensor:
-    out = check_tensor(out, name, ndim=(1, 2), finite=False)
-    if width is not None and (out.ndim != 2 or out.shape[1] != width):
-        raise ValueError(f"argument '{name}': expected shape (B, {width}), received {tuple(out.shape)}")
-    return out
-
 def adversarial_d_loss(real_logit: Tensor, fake_logit: Tensor, loss: str = "ns") -> Tensor:
     "Eq. 5: E_x A_d-real(D(x)) + E_z A_d-fake(D(G(z, c_f))) for one logit per row."
     real_term, fake_term, _ = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))]
@@ -136,21 +125,6 @@ def acgan_g_loss(fake_out: Tensor, c_fake: Tensor, sizes: Sequence[int] | None =
                  loss: str = "ns") -> Tensor:
     "Generator loss of ACGAN, Eq. 8 (Eq. 2 when lambda_cls = 1): L_adv^g + lambda_cls L_cls^f."
     return adversarial_g_loss(fake_out[:, 0], loss) + lambda_cls * classification_loss(fake_out[:, 1:], c_fake, sizes)
-
-# %% ../nbs/50_cagan.ipynb #ca166e28
-def cagan_d_loss(real_out: Tensor, c_real: Tensor, fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
-    """Eq. 29 (= Eq. 25 + 27): the sum over the d_c per-class GANs of A_d(D^i(x) c_r^i, D^i(G(z, c_f)) c_f^i).
-    A GAN whose activation c^i is 0 contributes the constant A_d(0, 0) and no gradient, so only active entries are summed."""
-    real_term, fake_term, _ = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))]
-    c_real, c_fake = _rows(c_real, "c_real"), _rows(c_fake, "c_fake")
-    real_out, fake_out = _rows(real_out, "real_out", c_real.shape[1]), _rows(fake_out, "fake_out", c_fake.shape[1])
-    return (c_real * real_term(real_out)).sum(1).mean() + (c_fake * fake_term(fake_out)).sum(1).mean()
-
-def cagan_g_loss(fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
-    "Eq. 30 (= Eq. 26 + 28): each fake row trains G only through the GAN(s) its condition activates."
-    c_fake = _rows(c_fake, "c_fake")
-    gen_term = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))][2]
-    return (c_fake * gen_term(_rows(fake_out, "fake_out", c_fake.shape[1]))).sum(1).mean()
 
 # %% ../nbs/50_cagan.ipynb #aa0ba0a8
 class ClassConditionalGAN(GenerativeModel):

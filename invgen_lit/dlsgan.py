@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import EMA, GenerativeModel, _describe, by_profile, check_data_shape, check_float, check_int, check_tensor
-from .gan import ADVERSARIAL_LOSSES, grad_norm_sq
+from .core import (EMA, GenerativeModel, _describe, by_profile, check_data_shape, check_float, check_int,
+                             check_labels, check_tensor)
+from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
 
 # %% auto #0
 __all__ = ['latent_scale', 'scaled_entropy', 'LatentTrace', 'mse_encoder_loss', 'info_encoder_loss', 'dls_encoder_loss',
-           'InversionGAN', 'DLSGAN', 'MSEGAN', 'InfoGAN', 'PosthocEncoderGAN']
+           'InversionGAN', 'DLSGAN', 'MSEGAN', 'InfoGAN', 'PosthocEncoderGAN', 'AEDLSGAN']
 
 # %% ../nbs/51_dlsgan.ipynb #e4c7be2d
 def latent_scale(v: Tensor) -> Tensor:
@@ -69,6 +70,7 @@ class InversionGAN(GenerativeModel):
     steps_by_profile = {"smoke": 20, "docs": 4000, "full": 100_000}
     uses_scale: bool = False       # DLSGAN: G gets z o s and L_enc is Eq. 33
     log_var_head: bool = False     # InfoGAN: D* also predicts log-variances
+    n_adv: int = 1                 # adversarial outputs of D* (AEDLSGAN: one per class, the CAGAN loss)
 
     def __init__(self, data_shape=2, latent_dim: int = 1024, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
                  channels: int = 32, lambda_enc: float = 1.0, enc_in_g: bool = True, r1: float = 10.0, lr: float = 3e-3,
@@ -79,7 +81,7 @@ class InversionGAN(GenerativeModel):
         self.latent_dim = check_int(latent_dim, "latent_dim", min=1)
         self.lambda_enc, self.r1 = check_float(lambda_enc, "lambda_enc", min=0), check_float(r1, "r1", min=0)
         self.enc_in_g, self.batch_size = bool(enc_in_g), check_int(batch_size, "batch_size", min=2)
-        self.d_out = 1 + self.latent_dim * (2 if self.log_var_head else 1)
+        self.d_out = self.n_adv + self.latent_dim * (2 if self.log_var_head else 1)
         self.G, self.D = generator_and_discriminator(self.data_shape, self.latent_dim, self.d_out, hidden, backbone, channels)
         self.trace = LatentTrace(self.latent_dim, check_float(trace_decay, "trace_decay", min=0, max=1))
         ema = check_float(ema, "ema", min=0, max=1)
@@ -107,9 +109,12 @@ class InversionGAN(GenerativeModel):
 
     # --- the networks ---
     def _split(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        "D* output -> (adversarial logit (B,), z' (B, d_z), log-variance (B, d_z) or None)."
-        d = self.latent_dim
-        return out[:, 0], out[:, 1:1 + d], (out[:, 1 + d:] if self.log_var_head else None)
+        "D* output -> (adversarial logit (B,) or logits (B, n_adv), z' (B, d_z), log-variance (B, d_z) or None)."
+        a, d = self.n_adv, self.latent_dim
+        if out.ndim != 2 or out.shape[1] != self.d_out:
+            raise ValueError(f"the discriminator/encoder head: expected {self.d_out} outputs per row ({a} adversarial + {d} latent"
+                             f"{' + ' + str(d) + ' log-variance' if self.log_var_head else ''}), received shape {tuple(out.shape)}")
+        return (out[:, 0] if a == 1 else out[:, :a]), out[:, a:a + d], (out[:, a + d:] if self.log_var_head else None)
 
     def generate(self, z: Tensor, use_ema: bool = False) -> Tensor:
         "G(z o s) for unscaled latents z (s = 1 without a dynamic scale)."
@@ -145,26 +150,35 @@ class InversionGAN(GenerativeModel):
     def encoder_loss(self, z: Tensor, z_pred: Tensor, log_var: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def train_step(self, x: Tensor) -> dict:
-        B, d_loss_fn, g_loss_fn = len(x), *ADVERSARIAL_LOSSES["ns"]
+    # the adversarial part; AEDLSGAN replaces these four with the CAGAN loss on conditions
+    def real_condition(self, y): return None
+    def fake_condition(self, z: Tensor): return None
+    def d_adv_loss(self, a_r, c_r, a_f, c_f) -> Tensor: return ADVERSARIAL_LOSSES["ns"][0](a_r, a_f)
+    def g_adv_loss(self, a_f, c_f) -> Tensor: return ADVERSARIAL_LOSSES["ns"][1](a_f)
+    def r1_logit(self, a_r, c_r) -> Tensor: return a_r
+
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict:
+        B, c_r = len(x), self.real_condition(y)
         # Algorithm 2, lines 1-10: D* on real and fake rows, L_enc on the fakes' predicted latents
         z = torch.randn(B, self.latent_dim, device=x.device)
+        c_f = self.fake_condition(z)
         with torch.no_grad(): fake = self.generate(z)
         real = x.detach().requires_grad_(self.r1 > 0)
         a_r, _, _ = self._split(self.D(real))
         a_f, z_pred, lv = self._split(self.D(fake))
         l_enc = self.encoder_loss(z, z_pred, lv)
-        out = {"d_adv": d_loss_fn(a_r, a_f), "enc_d": l_enc}
+        out = {"d_adv": self.d_adv_loss(a_r, c_r, a_f, c_f), "enc_d": l_enc}
         total = out["d_adv"] + self.lambda_enc * l_enc
-        if self.r1 > 0: out["r1"] = grad_norm_sq(a_r, real).mean(); total = total + self.r1 * out["r1"]
+        if self.r1 > 0: out["r1"] = grad_norm_sq(self.r1_logit(a_r, c_r), real).mean(); total = total + self.r1 * out["r1"]
         self.optimizers["D"].zero_grad(set_to_none=True); total.backward(); self.optimizers["D"].step()
         v_rows = [z_pred.detach()]
         # lines 11-17: G against the frozen D*, with L_enc when enc_in_g
         z = torch.randn(B, self.latent_dim, device=x.device)
+        c_f = self.fake_condition(z)
         self.D.requires_grad_(False)
         a_f, z_pred, lv = self._split(self.D(self.generate(z)))
         l_enc = self.encoder_loss(z, z_pred, lv)
-        g_adv = g_loss_fn(a_f)
+        g_adv = self.g_adv_loss(a_f, c_f)
         g = g_adv + self.lambda_enc * l_enc if self.enc_in_g else g_adv
         self.optimizers["G"].zero_grad(set_to_none=True); g.backward(); self.optimizers["G"].step()
         self.D.requires_grad_(True)
@@ -228,3 +242,49 @@ class PosthocEncoderGAN(InversionGAN):
         "z' = E(x) from the post-hoc encoder."
         x = check_tensor(x, "x", shape=(None, *self.data_shape), min_rows=1).to(self.device)
         return torch.cat([self.E(c) for c in x.split(batch_size)])
+
+# %% ../nbs/51_dlsgan.ipynb #a17d3394
+class AEDLSGAN(DLSGAN):
+    """Attribute-editing DLSGAN (Sec. 3.2.1, Eq. 36, Algorithm 3): fake conditions from a fixed random linear classifier
+    on z o s, the CAGAN loss against the real labels, and `edit` to set an attribute's score continuously."""
+    def __init__(self, data_shape=2, n_classes: int = 2, latent_dim: int = 1024, classifier_seed: int = 0, **kwargs):
+        self.n_adv = self.n_classes = check_int(n_classes, "n_classes", min=2)
+        super().__init__(data_shape, latent_dim, **kwargs)
+        gen = torch.Generator().manual_seed(check_int(classifier_seed, "classifier_seed", min=0))
+        self.register_buffer("w", torch.randn(self.latent_dim, self.n_classes, generator=gen))   # fixed: never trained
+        self.register_buffer("b", torch.zeros(self.n_classes))
+
+    def prepare_data(self, X, y):
+        (X,) = super().prepare_data(X)
+        t = y if isinstance(y, Tensor) else torch.as_tensor(y)
+        if t.ndim != 1 or len(t) != len(X):
+            raise ValueError(f"arguments 'X' and 'y': expected one label per row, received {len(X)} rows and labels of shape {tuple(t.shape)}")
+        return X, check_labels(t, "y", self.n_classes, (len(X),))
+
+    def real_condition(self, y): return F.one_hot(y, self.n_classes).float()
+    def fake_condition(self, z: Tensor) -> Tensor:
+        "Eq. 36: one-hot of argmax((z o s) w + b)."
+        return F.one_hot(self.classify_latent(z), self.n_classes).float()
+    def classify_latent(self, z: Tensor) -> Tensor: return ((z * self.trace.s) @ self.w + self.b).argmax(1)
+    def d_adv_loss(self, a_r, c_r, a_f, c_f): return cagan_d_loss(a_r, c_r, a_f, c_f)
+    def g_adv_loss(self, a_f, c_f): return cagan_g_loss(a_f, c_f)
+    def r1_logit(self, a_r, c_r): return (a_r * c_r).sum(1)
+
+    def _direction(self, source: int, target: int) -> Tensor:
+        source, target = (check_int(v, n, min=0, max=self.n_classes - 1) for v, n in ((source, "source"), (target, "target")))
+        if source == target: raise ValueError(f"arguments 'source' and 'target': expected two different classes, received {source} twice")
+        return self.w[:, target] - self.w[:, source]
+
+    def attribute_score(self, z: Tensor, source: int = 0, target: int = 1) -> Tensor:
+        "t = (z o s) . (w_target - w_source) / sqrt(d_z) for unscaled latents z (n, d_z)."
+        z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim)).to(self.device)
+        return (z * self.trace.s) @ self._direction(source, target) / math.sqrt(self.latent_dim)
+
+    @torch.no_grad()
+    def edit(self, x: Tensor, score: float, source: int = 0, target: int = 1) -> Tensor:
+        "Encode `x`, set every row's attribute score to `score` along the classifier direction, decode."
+        z = self.encode(x)
+        m = self.trace.s * self._direction(source, target)
+        t = self.attribute_score(z, source, target)
+        z = z + (check_float(score, "score") - t)[:, None] * math.sqrt(self.latent_dim) * m / m.pow(2).sum().clamp_min(1e-12)
+        return self.decode(z)

@@ -15,9 +15,9 @@ from .core import GenerativeModel, EMA, check_tensor, check_int, check_float, ch
 from .nn import MLP
 
 # %% auto #0
-__all__ = ['hinge_g_loss', 'ADVERSARIAL_LOSSES', 'ns_d_loss', 'ns_g_loss', 'wgan_d_loss', 'wgan_g_loss', 'hinge_d_loss',
-           'grad_norm_sq', 'gradient_penalty', 'r1_penalty', 'r2_penalty', 'GAN', 'log_prob_threshold',
-           'low_density_fraction']
+__all__ = ['hinge_g_loss', 'ADVERSARIAL_LOSSES', 'ADVERSARIAL_TERMS', 'ns_d_loss', 'ns_g_loss', 'wgan_d_loss', 'wgan_g_loss',
+           'hinge_d_loss', 'grad_norm_sq', 'gradient_penalty', 'r1_penalty', 'r2_penalty', 'cagan_d_loss',
+           'cagan_g_loss', 'GAN', 'log_prob_threshold', 'low_density_fraction']
 
 # %% ../nbs/04_gan.ipynb #fa4aef6f
 def _logits(x, name: str) -> Tensor:
@@ -85,6 +85,32 @@ def r2_penalty(D: Callable, fake: Tensor) -> Tensor:
     "R2: E ||grad_x D(x)||^2 at generated points x = G(z) (no 1/2, like `r1_penalty`)."
     D, x = _critic_fn(D), check_tensor(fake, "fake", min_rows=1).detach().requires_grad_(True)
     return grad_norm_sq(D(x), x).mean()
+
+# %% ../nbs/04_gan.ipynb #b9a4cba5
+# Per-row adversarial functions: A_d(r, f) = real_term(r) + fake_term(f), A_g(f) = gen_term(f) (seed 004 Eq. 5-6, [40])
+ADVERSARIAL_TERMS = {
+    "ns": (lambda r: F.softplus(-r), lambda f: F.softplus(f), lambda f: F.softplus(-f)),   # -log sigmoid(r), -log(1 - sigmoid(f)), -log sigmoid(f)
+    "hinge": (lambda r: F.relu(1 - r), lambda f: F.relu(1 + f), lambda f: -f)}
+
+def _rows(out, name: str, width: int | None = None) -> Tensor:
+    out = check_tensor(out, name, ndim=(1, 2), finite=False)
+    if width is not None and (out.ndim != 2 or out.shape[1] != width):
+        raise ValueError(f"argument '{name}': expected shape (B, {width}), received {tuple(out.shape)}")
+    return out
+
+def cagan_d_loss(real_out: Tensor, c_real: Tensor, fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
+    """Eq. 29 (= Eq. 25 + 27): the sum over the d_c per-class GANs of A_d(D^i(x) c_r^i, D^i(G(z, c_f)) c_f^i).
+    A GAN whose activation c^i is 0 contributes the constant A_d(0, 0) and no gradient, so only active entries are summed."""
+    real_term, fake_term, _ = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))]
+    c_real, c_fake = _rows(c_real, "c_real"), _rows(c_fake, "c_fake")
+    real_out, fake_out = _rows(real_out, "real_out", c_real.shape[1]), _rows(fake_out, "fake_out", c_fake.shape[1])
+    return (c_real * real_term(real_out)).sum(1).mean() + (c_fake * fake_term(fake_out)).sum(1).mean()
+
+def cagan_g_loss(fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
+    "Eq. 30 (= Eq. 26 + 28): each fake row trains G only through the GAN(s) its condition activates."
+    c_fake = _rows(c_fake, "c_fake")
+    gen_term = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))][2]
+    return (c_fake * gen_term(_rows(fake_out, "fake_out", c_fake.shape[1]))).sum(1).mean()
 
 # %% ../nbs/04_gan.ipynb #07d1cea9
 class GAN(GenerativeModel):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from invgen_lit.data import GaussianClusters
-from invgen_lit.dlsgan import (DLSGAN, InfoGAN, LatentTrace, MSEGAN, PosthocEncoderGAN, dls_encoder_loss, info_encoder_loss,
+from invgen_lit.dlsgan import (AEDLSGAN, DLSGAN, InfoGAN, LatentTrace, MSEGAN, PosthocEncoderGAN, dls_encoder_loss, info_encoder_loss,
                                latent_scale, mse_encoder_loss, scaled_entropy)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -133,3 +133,57 @@ def test_dlsgan_concentrates_the_scale_on_the_dimensions_a_2d_toy_needs():
     assert l_d < 0.5 * l_m and l_m > 0.6, (l_d, l_m)
     s = d.latent_scale.sort(descending=True).values
     assert s[:2].pow(2).sum() > 0.6 * 8, s                               # most of sum s_i^2 = d_z sits on two dimensions
+
+
+# --- AEDLSGAN ---
+
+@pytest.fixture(scope="module")
+def labelled(X):
+    return X, (X[:, 0] > 0.5).long()
+
+
+def test_aedlsgan_fake_conditions_follow_the_fixed_classifier(labelled, tmp_path):
+    X, y = labelled
+    a = AEDLSGAN(2, n_classes=3, **TINY).fit(X, y, steps=8, progress=False)
+    w0 = a.w.clone()
+    a.fit(X, y, steps=4, progress=False)
+    torch.testing.assert_close(a.w, w0)                                   # the classifier is never trained
+    z = torch.randn(50, 6)
+    c = a.fake_condition(z)
+    assert torch.equal(c.argmax(1), ((z * a.latent_scale) @ a.w + a.b).argmax(1)) and torch.equal(c.sum(1), torch.ones(50))
+    assert a.d_out == 3 + 6
+    b = AEDLSGAN.load(a.save(tmp_path / "a.pt"))
+    torch.testing.assert_close(b.w, a.w)
+    torch.testing.assert_close(b.edit(X[:3], 0.5), a.edit(X[:3], 0.5))
+
+
+def test_aedlsgan_edit_sets_the_score_and_moves_only_along_the_classifier(labelled):
+    X, y = labelled
+    a = AEDLSGAN(2, n_classes=2, **TINY).fit(X, y, steps=10, progress=False)
+    z = a.encode(X[:5])
+    m = a.latent_scale * (a.w[:, 1] - a.w[:, 0])
+    for target in (-1.0, 0.0, 1.0):
+        z_new = z + (target - a.attribute_score(z))[:, None] * math.sqrt(6) * m / m.pow(2).sum()
+        torch.testing.assert_close(a.attribute_score(z_new), torch.full((5,), target), atol=1e-4, rtol=0)
+        delta = z_new - z
+        assert torch.allclose(delta - (delta @ m)[:, None] * m / m.pow(2).sum(), torch.zeros_like(delta), atol=1e-5)
+    assert a.edit(X[:5], 1.0).shape == (5, 2)
+
+
+def test_aedlsgan_bad_input(labelled):
+    X, y = labelled
+    a = AEDLSGAN(2, n_classes=2, **TINY)
+    with pytest.raises(ValueError, match="one label per row"): a.fit(X[:10], y[:9], steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"labels in 0\.\.1"): a.fit(X[:10], y[:10] + 2, steps=1, progress=False)
+    with pytest.raises(ValueError, match="two different classes"): a.edit(X[:2], 0.5, source=0, target=0)
+    with pytest.raises(ValueError, match="target"): a.edit(X[:2], 0.5, target=2)
+    with pytest.raises(ValueError, match="n_classes"): AEDLSGAN(2, n_classes=1)
+
+
+def test_an_encoder_head_of_the_wrong_width_is_named(X):
+    "A discriminator replaced by one whose output does not match 1 + latent_dim is refused with the widths."
+    m = DLSGAN(2, **TINY)
+    m.D = torch.nn.Sequential(torch.nn.Linear(2, 5))
+    with pytest.raises(ValueError, match=r"expected 7 outputs per row \(1 adversarial \+ 6 latent\), received shape \(3, 5\)"):
+        m.encode(X[:3], use_ema=False)
+    with pytest.raises(ValueError, match="discriminator/encoder head"): m.fit(X, steps=1, progress=False)
