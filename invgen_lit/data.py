@@ -21,10 +21,11 @@ from .core import _describe, by_profile, check_choice, check_float, check_int, c
 
 # %% auto #0
 __all__ = ['TOYS', 'EDUCATION', 'EDUCATION_NUM', 'TABLES', 'IMAGE_EXTENSIONS', 'AFHQ_CLASSES', 'UCI_FILES', 'CORRUPTIONS',
-           'Toy2D', 'grid_log_prob', 'integrate', 'histogram_tv', 'GaussianMixture2D', 'GaussianClusters',
+           'LETTERS', 'Toy2D', 'grid_log_prob', 'integrate', 'histogram_tv', 'GaussianMixture2D', 'GaussianClusters',
            'EightGaussians', 'CurveToy', 'TwoMoons', 'ThreeMoons', 'TwoSpirals', 'SwissRoll', 'Rings', 'Checkerboard',
            'Pinwheel', 'toy', 'Manifold6D', 'adult_like_proba', 'adult_like', 'table', 'digits', 'read_idx',
-           'load_mnist', 'ImageFolder', 'load_ffhq', 'load_celeba', 'load_afhq', 'load_uci', 'near_ood', 'corrupt']
+           'load_mnist', 'ImageFolder', 'load_ffhq', 'load_celeba', 'load_afhq', 'load_uci', 'near_ood', 'corrupt',
+           'letters', 'photo_patches']
 
 # %% ../nbs/01_data.ipynb #66f781c7
 def _generator(seed: int | None) -> torch.Generator | None:
@@ -775,3 +776,61 @@ def corrupt(x: Tensor, kind: str, intensity: float = 1.0, seed: int = 0) -> Tens
     far = torch.from_numpy(np.clip(far, 0, 1) * 2 - 1).to(x.dtype).to(x.device)
     out = near_ood(batch, far, t).clamp(-1, 1)
     return out[0] if x.ndim == 3 else out
+
+# %% ../nbs/01_data.ipynb #4166b4f5
+LETTERS = "ACDEFHJKLMNPRTUVWXYadefhkmnprtuwxy"  # Latin glyphs that do not read as digits (no O, I, l, S, Z, B, G, g, q, b)
+
+def _glyph_mask(ch: str, res: int) -> np.ndarray:
+    "A bold DejaVu Sans glyph filled on a res x res grid (even-odd rule over its outlines), centred, 70 % of the box high."
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.path import Path as MplPath
+    from matplotlib.textpath import TextPath
+    tp = TextPath((0, 0), ch, size=1, prop=FontProperties(family="DejaVu Sans", weight="bold"))
+    ext = tp.get_extents()
+    scale = 0.7 / max(ext.width, ext.height)
+    u = (np.arange(res) + 0.5) / res - 0.5
+    gx, gy = np.meshgrid(u, -u)  # image rows run downwards
+    pts = np.stack([gx.ravel() / scale + (ext.x0 + ext.x1) / 2, gy.ravel() / scale + (ext.y0 + ext.y1) / 2], 1)
+    inside = np.zeros(len(pts), bool)
+    for poly in tp.to_polygons(): inside ^= MplPath(poly).contains_points(pts)
+    return inside.reshape(res, res).astype(np.float32)
+
+def _like_digits(u8: Tensor, size: int) -> Tensor:
+    "The digits' pipeline for (n, 1, 8, 8) images in [0, 1]: 17 grey levels (0..16), to [-1, 1], bilinear resize to `size`."
+    x = torch.round(u8.clamp(0, 1) * 16) / 8 - 1
+    return x if size == 8 else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
+
+_GLYPHS: list[Tensor] = []
+
+def letters(n: int, size: int = 16, seed: int = 0) -> Tensor:
+    """`n` images (n, 1, size, size) in [-1, 1] of Latin letters (`LETTERS`), white on black like the digits, each under a
+    random rotation (+-15 deg), scale (0.8-1.15), shear and shift; an offline stand-in for KMNIST (other characters)."""
+    n, size = check_int(n, "n", min=0), check_int(size, "size", min=4)
+    if not _GLYPHS: _GLYPHS.append(torch.from_numpy(np.stack([_glyph_mask(c, 64) for c in LETTERS]))[:, None])
+    g = torch.Generator().manual_seed(check_int(seed, "seed", min=0))
+    idx = torch.randint(len(LETTERS), (n,), generator=g)
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=g)
+    a, sc, sh, tx, ty = u(-math.pi / 12, math.pi / 12), u(0.8, 1.15), u(-0.2, 0.2), u(-0.1, 0.1), u(-0.1, 0.1)
+    theta = torch.stack([torch.stack([a.cos() / sc, (sh - a.sin()) / sc, tx], 1),
+                         torch.stack([a.sin() / sc, a.cos() / sc, ty], 1)], 1)  # output -> input coordinates
+    if n == 0: return torch.zeros(0, 1, size, size)
+    src = _GLYPHS[0][idx]
+    warped = F.grid_sample(src, F.affine_grid(theta, [n, 1, 64, 64], align_corners=False), align_corners=False)
+    return _like_digits(F.avg_pool2d(warped, 8), size)
+
+def photo_patches(n: int, size: int = 16, seed: int = 0) -> Tensor:
+    """`n` grey patches (n, 1, size, size) in [-1, 1] cropped from scikit-learn's two sample photographs (china.jpg,
+    flower.jpg), crop side 16-64 pixels, min-max stretched; an offline stand-in for natural textures."""
+    from sklearn.datasets import load_sample_images
+    n, size = check_int(n, "n", min=0), check_int(size, "size", min=4)
+    photos = [torch.tensor(im, dtype=torch.float32).mean(-1) / 255 for im in load_sample_images().images]
+    rng = np.random.default_rng(check_int(seed, "seed", min=0))
+    out = torch.empty(n, 1, 8, 8)
+    for k in range(n):
+        p = photos[rng.integers(len(photos))]
+        side = int(rng.integers(16, 65))
+        r, c = rng.integers(0, p.shape[0] - side + 1), rng.integers(0, p.shape[1] - side + 1)
+        crop = F.adaptive_avg_pool2d(p[None, None, r:r + side, c:c + side], 8)[0]
+        out[k] = (crop - crop.min()) / (crop.max() - crop.min()).clamp_min(1e-6)
+    return _like_digits(out, size)
+
