@@ -101,11 +101,14 @@ class InversionGAN(GenerativeModel):
         return self.trace.s if self.uses_scale else torch.ones(self.latent_dim, device=self.trace.v.device)
     def latent_entropy(self) -> float: return scaled_entropy(self.latent_scale)
 
-    def prepare_data(self, X):
-        X = check_tensor(X, "X", shape=(None, *self.data_shape), min_rows=2)
-        if len(self.data_shape) == 3 and (X.min() < -1 - 1e-4 or X.max() > 1 + 1e-4):
-            raise ValueError(f"argument 'X': expected images in [-1, 1], received values in [{float(X.min()):.3g}, {float(X.max()):.3g}]")
-        return (X.float(),)
+    def check_input(self, x, name: str = "x", min_rows: int = 1) -> Tensor:
+        "Rows of `data_shape`; images must lie in [-1, 1], the range the models are trained on. Raise naming `name`."
+        x = check_tensor(x, name, shape=(None, *self.data_shape), min_rows=min_rows)
+        if len(self.data_shape) == 3 and len(x) and (x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4):
+            raise ValueError(f"argument '{name}': expected images in [-1, 1], received values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        return x.float()
+
+    def prepare_data(self, X): return (self.check_input(X, "X", min_rows=2),)
 
     # --- the networks ---
     def _split(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -135,7 +138,7 @@ class InversionGAN(GenerativeModel):
     @torch.no_grad()
     def encode(self, x: Tensor, use_ema: bool = True, batch_size: int = 1024) -> Tensor:
         "The predicted unscaled latent z' = E(x), so that decode(encode(x)) reconstructs x."
-        x = check_tensor(x, "x", shape=(None, *self.data_shape), min_rows=1).to(self.device)
+        x = self.check_input(x).to(self.device)
         net = self._encoder_net(use_ema)
         return torch.cat([self._split(net(c))[1] for c in x.split(batch_size)]) if len(x) else x.new_zeros(0, self.latent_dim)
 
@@ -240,7 +243,7 @@ class PosthocEncoderGAN(InversionGAN):
     @torch.no_grad()
     def encode(self, x: Tensor, use_ema: bool = True, batch_size: int = 1024) -> Tensor:
         "z' = E(x) from the post-hoc encoder."
-        x = check_tensor(x, "x", shape=(None, *self.data_shape), min_rows=1).to(self.device)
+        x = self.check_input(x).to(self.device)
         return torch.cat([self.E(c) for c in x.split(batch_size)])
 
 # %% ../nbs/51_dlsgan.ipynb #a17d3394
