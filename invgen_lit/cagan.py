@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import (Callback, EMA, GenerativeModel, _describe, check_choice, check_data_shape, check_float,
+from .core import (Callback, EMA, GenerativeModel, _describe, check_betas, check_choice, check_data_shape, check_float,
                              check_int, check_labels, check_tensor)
+from .data import _check_weights
 from .gan import ADVERSARIAL_TERMS, _rows, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
 
@@ -61,15 +62,7 @@ def check_class_weights(weights, sizes: Sequence[int], name: str = "class_weight
     out = []
     for j, (w, k) in enumerate(zip(per_label, sizes)):
         label = name if len(sizes) == 1 else f"{name}[{j}]"
-        try: w = torch.as_tensor(w, dtype=torch.float64).detach().cpu()
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"argument '{label}': expected {k} numbers, received {_describe(w)}") from e
-        if w.shape != (k,): raise ValueError(f"argument '{label}': expected {k} weights (one per class), received shape {tuple(w.shape)}")
-        if not torch.isfinite(w).all() or (w < 0).any():
-            raise ValueError(f"argument '{label}': expected non-negative finite weights, received {w.tolist()}")
-        if abs(float(w.sum()) - 1) > 1e-4:
-            raise ValueError(f"argument '{label}': expected weights summing to 1, received sum {float(w.sum()):.6g}")
-        out.append((w / w.sum()).float())
+        out.append(_check_weights(w, k, label).float())  # the mixture weights' check of 01_data
     return out
 
 def sample_labels(n: int, weights: Sequence[Tensor], generator: torch.Generator | None = None) -> Tensor:
@@ -153,9 +146,7 @@ class ClassConditionalGAN(GenerativeModel):
                                                      backbone, channels, minibatch_std)
         ema = check_float(ema, "ema", min=0, max=1)
         self.G_ema = EMA(self.G, ema) if ema > 0 else None
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise TypeError(f"argument 'betas': expected two numbers (beta1, beta2), received {_describe(betas)}")
-        betas = tuple(check_float(b, f"betas[{i}]", min=0, max=1) for i, b in enumerate(betas))
+        betas = check_betas(betas)
         lr = check_float(lr, "lr", min=0, strict=True)
         self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas),
                            "D": torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)}

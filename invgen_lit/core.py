@@ -24,11 +24,11 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
-           'check_path', 'check_data_shape', 'check_vector_shape', 'check_labels', 'set_seed', 'get_device',
-           'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'History',
-           'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA',
-           'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table',
-           'claims_markdown', 'collect_claims']
+           'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_labels', 'set_seed',
+           'get_device', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
+           'Batches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder',
+           'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim',
+           'claims_table', 'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -93,6 +93,12 @@ def check_choice(v, name: str, choices: Iterable) -> Any:
     if v not in choices:
         raise ValueError(f"argument '{name}': expected one of {choices}, received {v!r}")
     return v
+
+def check_betas(betas, name: str = "betas") -> tuple[float, float]:
+    "Adam's (beta1, beta2): two numbers in [0, 1]."
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise TypeError(f"argument '{name}': expected two numbers (beta1, beta2), received {_describe(betas)}")
+    return tuple(check_float(b, f"{name}[{i}]", min=0, max=1) for i, b in enumerate(betas))
 
 def check_path(path, name: str, kind: str = "file", must_exist: bool = True) -> Path:
     "Check that `path` is an existing file or directory (`kind`), naming it on failure."

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import (EMA, GenerativeModel, _describe, by_profile, check_data_shape, check_float, check_int,
+from .core import (EMA, GenerativeModel, _describe, by_profile, check_betas, check_data_shape, check_float, check_int,
                              check_labels, check_tensor)
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
@@ -86,9 +86,7 @@ class InversionGAN(GenerativeModel):
         self.trace = LatentTrace(self.latent_dim, check_float(trace_decay, "trace_decay", min=0, max=1))
         ema = check_float(ema, "ema", min=0, max=1)
         self.G_ema, self.D_ema = (EMA(self.G, ema), EMA(self.D, ema)) if ema > 0 else (None, None)
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise TypeError(f"argument 'betas': expected two numbers (beta1, beta2), received {_describe(betas)}")
-        betas = tuple(check_float(b, f"betas[{i}]", min=0, max=1) for i, b in enumerate(betas))
+        betas = check_betas(betas)
         lr, wd = check_float(lr, "lr", min=0, strict=True), check_float(weight_decay, "weight_decay", min=0)
         self.optimizers = {k: torch.optim.AdamW(getattr(self, k).parameters(), lr=lr, betas=betas, weight_decay=wd) for k in ("G", "D")}
 
@@ -259,10 +257,7 @@ class AEDLSGAN(DLSGAN):
 
     def prepare_data(self, X, y):
         (X,) = super().prepare_data(X)
-        t = y if isinstance(y, Tensor) else torch.as_tensor(y)
-        if t.ndim != 1 or len(t) != len(X):
-            raise ValueError(f"arguments 'X' and 'y': expected one label per row, received {len(X)} rows and labels of shape {tuple(t.shape)}")
-        return X, check_labels(t, "y", self.n_classes, (len(X),))
+        return X, check_labels(y, "y", self.n_classes, (len(X),))
 
     def real_condition(self, y): return F.one_hot(y, self.n_classes).float()
     def fake_condition(self, z: Tensor) -> Tensor:

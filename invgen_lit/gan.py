@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import GenerativeModel, EMA, check_tensor, check_int, check_float, check_choice, _describe
+from .core import GenerativeModel, EMA, check_betas, check_tensor, check_int, check_float, check_choice, _describe
 from .nn import MLP
 
 # %% auto #0
@@ -127,9 +127,7 @@ class GAN(GenerativeModel):
         self.r1 = check_float(r1, "r1", min=0)
         self.r2 = check_float((0.0 if loss == "wgan-gp" else 1.0) if r2 is None else r2, "r2", min=0)
         self.gp = check_float(gp, "gp", min=0) if loss == "wgan-gp" else 0.0
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise TypeError(f"argument 'betas': expected two numbers (beta1, beta2), received {_describe(betas)}")
-        betas = tuple(check_float(b, f"betas[{i}]", min=0, max=1, strict=False) for i, b in enumerate(betas))
+        betas = check_betas(betas)
         self.batch_size = check_int(batch_size, "batch_size", min=1)
         self.G = MLP(self.latent_dim, self.data_dim, hidden, act=act, equalized=equalized, out_act=out_act)
         self.D = MLP(self.data_dim, 1, hidden, act=act, equalized=equalized, minibatch_std=minibatch_std)

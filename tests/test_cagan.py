@@ -52,7 +52,7 @@ def test_labels_out_of_range_or_of_the_wrong_shape_are_refused():
 
 @pytest.mark.parametrize("w,msg", [([0.5, 0.5, 0.5, -0.5], "non-negative"), ([0.3, 0.3, 0.3, 0.3], "summing to 1"),
                                    ([0.5, 0.5], "4 weights"), ([float("nan")] * 4, "non-negative finite"),
-                                   ("abcd", "expected 4 numbers")])
+                                   ("abcd", "expected a sequence of 4 numbers")])
 def test_class_weights_that_are_not_a_distribution_are_refused(w, msg):
     with pytest.raises((ValueError, TypeError), match=msg): check_class_weights(w, (4,))
     with pytest.raises((ValueError, TypeError), match=msg): CAGAN(2, 4, class_weights=w, **TINY)

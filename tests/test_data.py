@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from invgen_lit.core import set_seed
-from invgen_lit.data import (AFHQ_CLASSES, CORRUPTIONS, TABLES, TOYS, Checkerboard, EightGaussians, GaussianClusters,
+from invgen_lit.data import (AFHQ_CLASSES, CORRUPTIONS, LETTERS, TABLES, TOYS, Checkerboard, EightGaussians, GaussianClusters,
                              GaussianMixture2D, ImageFolder, Manifold6D, Pinwheel, Rings, TwoSpirals, adult_like,
                              adult_like_proba, corrupt, digits, grid_log_prob, histogram_tv, integrate, load_afhq,
-                             load_celeba, load_ffhq, load_mnist, load_uci, near_ood, read_idx, table, toy)
+                             letters, load_celeba, load_ffhq, load_mnist, load_uci, near_ood, photo_patches,
+                             read_idx, table, toy)
 
 
 # ---------------------------------------------------------------- toys: densities
@@ -457,3 +458,35 @@ def test_near_ood_and_bad_input(imgs):
         corrupt(imgs * 3, "fog")
     with pytest.raises(ValueError, match="'x'"):
         corrupt(torch.zeros(16, 16), "fog")
+
+
+# --- offline OOD families (letters, photo patches) ---
+
+@pytest.mark.parametrize("family", [letters, photo_patches])
+def test_families_shape_range_and_determinism(family):
+    x = family(40, 16, seed=2)
+    assert x.shape == (40, 1, 16, 16) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1 and x.std() > 0.2
+    assert torch.equal(x, family(40, 16, seed=2)) and not torch.equal(x, family(40, 16, seed=3))
+    assert family(0, 16).shape == (0, 1, 16, 16)
+    assert family(3, 32).shape == (3, 1, 32, 32)
+
+
+@pytest.mark.parametrize("family", [letters, photo_patches])
+def test_families_share_the_digits_grey_levels(family):
+    levels = (family(30, 8, seed=0) + 1) * 8          # at 8 x 8: the digits' 0..16 levels
+    torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)
+
+
+def test_letters_are_white_on_black_like_the_digits():
+    x = letters(200, 16, seed=0)
+    border = torch.cat([x[..., 0, :], x[..., -1, :]], -1)
+    assert border.mean() < -0.9 and x.amax((1, 2, 3)).median() > 0.5  # dark background, bright strokes
+    assert not any(ch in LETTERS for ch in "OIlSZBGgqbo")              # none that read as digits
+
+
+@pytest.mark.parametrize("family", [letters, photo_patches])
+def test_families_bad_input(family):
+    with pytest.raises(ValueError, match="argument 'n'"): family(-1)
+    with pytest.raises(ValueError, match="argument 'size'"): family(2, size=2)
+    with pytest.raises(ValueError, match="argument 'seed'"): family(2, seed=-1)
