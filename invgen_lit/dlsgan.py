@@ -71,6 +71,7 @@ class InversionGAN(GenerativeModel):
     uses_scale: bool = False       # DLSGAN: G gets z o s and L_enc is Eq. 33
     log_var_head: bool = False     # InfoGAN: D* also predicts log-variances
     n_adv: int = 1                 # adversarial outputs of D* (AEDLSGAN: one per class, the CAGAN loss)
+    encoder_in_d: bool = True      # D* predicts the latent (VAEGAN of notebook 53 keeps a separate encoder)
 
     def __init__(self, data_shape=2, latent_dim: int = 1024, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
                  channels: int = 32, lambda_enc: float = 1.0, enc_in_g: bool = True, r1: float = 10.0, lr: float = 3e-3,
@@ -81,7 +82,7 @@ class InversionGAN(GenerativeModel):
         self.latent_dim = check_int(latent_dim, "latent_dim", min=1)
         self.lambda_enc, self.r1 = check_float(lambda_enc, "lambda_enc", min=0), check_float(r1, "r1", min=0)
         self.enc_in_g, self.batch_size = bool(enc_in_g), check_int(batch_size, "batch_size", min=2)
-        self.d_out = self.n_adv + self.latent_dim * (2 if self.log_var_head else 1)
+        self.d_out = self.n_adv + (self.latent_dim * (2 if self.log_var_head else 1) if self.encoder_in_d else 0)
         self.G, self.D = generator_and_discriminator(self.data_shape, self.latent_dim, self.d_out, hidden, backbone, channels)
         self.trace = LatentTrace(self.latent_dim, check_float(trace_decay, "trace_decay", min=0, max=1))
         ema = check_float(ema, "ema", min=0, max=1)
@@ -115,7 +116,8 @@ class InversionGAN(GenerativeModel):
         if out.ndim != 2 or out.shape[1] != self.d_out:
             raise ValueError(f"the discriminator/encoder head: expected {self.d_out} outputs per row ({a} adversarial + {d} latent"
                              f"{' + ' + str(d) + ' log-variance' if self.log_var_head else ''}), received shape {tuple(out.shape)}")
-        return (out[:, 0] if a == 1 else out[:, :a]), out[:, a:a + d], (out[:, a + d:] if self.log_var_head else None)
+        z = out[:, a:a + d] if self.encoder_in_d else None
+        return (out[:, 0] if a == 1 else out[:, :a]), z, (out[:, a + d:] if self.log_var_head and self.encoder_in_d else None)
 
     def generate(self, z: Tensor, use_ema: bool = False) -> Tensor:
         "G(z o s) for unscaled latents z (s = 1 without a dynamic scale)."

@@ -16,8 +16,8 @@ from .core import check_tensor, check_int, check_float, check_choice, _describe
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'EqualLinear', 'EqualConv2d', 'MinibatchStd', 'activation', 'linear_layer', 'MLP', 'conv_layer',
-           'ConvGenerator', 'ConvDiscriminator', 'generator_and_discriminator', 'ConcatLinear', 'ConcatSquashLinear',
-           'ODEFunc']
+           'ConvGenerator', 'ConvDiscriminator', 'generator_and_discriminator', 'last_linear', 'forward_with_features',
+           'ConcatLinear', 'ConcatSquashLinear', 'ODEFunc']
 
 # %% ../nbs/02_nn.ipynb #abf58e85
 class EqualLinear(nn.Module):
@@ -234,6 +234,24 @@ def generator_and_discriminator(data_shape: Sequence[int], g_in: int, d_out: int
                 ConvDiscriminator(data_shape, d_out, channels=channels, minibatch_std=mbstd))
     return (nn.Sequential(MLP(g_in, dim, hidden, equalized=True, out_act=out_act), nn.Unflatten(1, data_shape)),
             nn.Sequential(nn.Flatten(), MLP(dim, d_out, hidden, equalized=True, minibatch_std=mbstd)))
+
+# %% ../nbs/02_nn.ipynb #3fdb1d33
+def last_linear(net: nn.Module) -> nn.Module:
+    "The last module of `net` with a 2-D weight: the layer that maps the penultimate activations to the outputs."
+    layers = [m for m in net.modules() if isinstance(getattr(m, "weight", None), Tensor) and m.weight.ndim == 2]
+    if not layers: raise ValueError(f"argument 'net': expected a network with a linear last layer, received {type(net).__name__}")
+    return layers[-1]
+
+def forward_with_features(net: nn.Module, x: Tensor, clip: float | None = None) -> tuple[Tensor, Tensor]:
+    "(net(x), the activations entering its last linear layer) in one pass; with `clip`, those activations are min(h, clip)."
+    seen = {}
+    def hook(module, args):
+        seen["h"] = args[0] if clip is None else args[0].clamp(max=clip)
+        return (seen["h"],)
+    handle = last_linear(net).register_forward_pre_hook(hook)
+    try: out = net(x)
+    finally: handle.remove()
+    return out, seen["h"]
 
 # %% ../nbs/02_nn.ipynb #3be753b1
 class ConcatLinear(nn.Module):

@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from .core import Callback, GenerativeModel, check_betas, check_data_shape, check_float, check_int, check_labels, check_tensor
 from .data import CORRUPTIONS, corrupt, near_ood
 from .metrics import auroc, auroc_threshold_set
-from .nn import generator_and_discriminator
+from .nn import forward_with_features, generator_and_discriminator
 
 # %% auto #0
 __all__ = ['OOD_METHODS', 'THESIS_TABLE5', 'gaussian_nll', 'check_images', 'reconstruction_score', 'energy', 'LRDecay',
@@ -110,10 +110,6 @@ def _check_percentile(p) -> float:
     if p == 0: raise ValueError("argument 'percentile': expected a number in (0, 1], received 0.0")
     return p
 
-def _last_linear(net: nn.Module) -> nn.Module:
-    "The last module with a 2-D weight: the layer that turns penultimate activations into logits."
-    return [m for m in net.modules() if isinstance(getattr(m, "weight", None), Tensor) and m.weight.ndim == 2][-1]
-
 class Classifier(_ImageModel):
     """The discriminator's network with `n_classes` outputs, trained by cross-entropy; OOD by the energy score with
     ReAct (`energy_score(x, temperature, percentile)`), the clipping threshold read from the training activations."""
@@ -126,7 +122,6 @@ class Classifier(_ImageModel):
         self._setup(data_shape, lr, betas, batch_size)
         self.n_classes = check_int(n_classes, "n_classes", min=2)
         _, self.net = generator_and_discriminator(self.data_shape, 1, self.n_classes, hidden, backbone, channels)
-        self.head = _last_linear(self.net)
         self.register_buffer("activation_quantiles", torch.full((self.N_QUANTILES,), math.nan))  # NaN until fit
         self.optimizers = {"clf": torch.optim.Adam(self.net.parameters(), **self._opt_kw)}
 
@@ -141,14 +136,7 @@ class Classifier(_ImageModel):
 
     def _forward(self, x: Tensor, clip: float | None = None) -> tuple[Tensor, Tensor]:
         "(logits, penultimate activations), the activations clipped at `clip` (ReAct) before the last layer."
-        seen = {}
-        def hook(module, args):
-            seen["h"] = args[0] if clip is None else args[0].clamp(max=clip)
-            return (seen["h"],)
-        handle = self.head.register_forward_pre_hook(hook)
-        try: logits = self.net(x)
-        finally: handle.remove()
-        return logits, seen["h"]
+        return forward_with_features(self.net, x, clip)
 
     def fit(self, X, y, **kwargs):
         "Train by cross-entropy, then record the quantiles of the penultimate activations on `X` (for ReAct)."
