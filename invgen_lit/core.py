@@ -24,11 +24,11 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
-           'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_labels', 'set_seed',
-           'get_device', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'Batches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder',
-           'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim',
-           'claims_table', 'claims_markdown', 'collect_claims']
+           'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_images', 'check_labels',
+           'set_seed', 'get_device', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint',
+           'load_checkpoint', 'Batches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError',
+           'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'GenerativeModel',
+           'DiagonalGaussian', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -127,6 +127,13 @@ def check_vector_shape(data_shape, model: str) -> tuple[int]:
         raise ValueError(f"argument 'data_shape': {model} works on vectors, expected one dimension such as 2 or (8,), "
                          f"received {shape}; flatten images first")
     return shape
+
+def check_images(x, name: str, data_shape: Sequence[int], min_rows: int = 1) -> Tensor:
+    "Rows of `data_shape` as float; image rows (C, H, W) must lie in [-1, 1], the range every model trains on."
+    x = check_tensor(x, name, shape=(None, *data_shape), min_rows=min_rows)
+    if len(data_shape) == 3 and x.numel() and (x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4):
+        raise ValueError(f"argument '{name}': expected images in [-1, 1], received values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+    return x.float()
 
 def check_labels(y, name: str, n_classes: int, shape: tuple) -> Tensor:
     "Integer class labels of the given shape with values in 0..n_classes-1, as a long tensor; raise naming `name`."

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import (EMA, GenerativeModel, _describe, by_profile, check_betas, check_data_shape, check_float, check_int,
+from .core import (EMA, GenerativeModel, _describe, by_profile, check_betas, check_data_shape, check_images, check_float, check_int,
                              check_labels, check_tensor)
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
@@ -102,10 +102,7 @@ class InversionGAN(GenerativeModel):
 
     def check_input(self, x, name: str = "x", min_rows: int = 1) -> Tensor:
         "Rows of `data_shape`; images must lie in [-1, 1], the range the models are trained on. Raise naming `name`."
-        x = check_tensor(x, name, shape=(None, *self.data_shape), min_rows=min_rows)
-        if len(self.data_shape) == 3 and len(x) and (x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4):
-            raise ValueError(f"argument '{name}': expected images in [-1, 1], received values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
-        return x.float()
+        return check_images(x, name, self.data_shape, min_rows)
 
     def prepare_data(self, X): return (self.check_input(X, "X", min_rows=2),)
 

@@ -12,16 +12,17 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn, Tensor
+from torch import Tensor
 
-from .core import Callback, GenerativeModel, check_betas, check_data_shape, check_float, check_int, check_labels, check_tensor
+from .core import (Callback, GenerativeModel, check_betas, check_data_shape, check_float, check_images, check_int,
+                             check_labels, check_tensor)
 from .data import CORRUPTIONS, corrupt, near_ood
 from .metrics import auroc, auroc_threshold_set
 from .nn import forward_with_features, generator_and_discriminator
 
 # %% auto #0
-__all__ = ['OOD_METHODS', 'THESIS_TABLE5', 'gaussian_nll', 'check_images', 'reconstruction_score', 'energy', 'LRDecay',
-           'Autoencoder', 'Classifier', 'ood_sets', 'auroc_table', 'table_means']
+__all__ = ['OOD_METHODS', 'THESIS_TABLE5', 'gaussian_nll', 'reconstruction_score', 'energy', 'LRDecay', 'Autoencoder',
+           'Classifier', 'ood_sets', 'auroc_table', 'table_means']
 
 # %% ../nbs/52_anodlsgan.ipynb #6f6051d3
 def gaussian_nll(z: Tensor, v: Tensor) -> Tensor:
@@ -32,13 +33,6 @@ def gaussian_nll(z: Tensor, v: Tensor) -> Tensor:
     return 0.5 * (z.pow(2) / v + v.log() + math.log(2 * math.pi)).sum(1)
 
 # %% ../nbs/52_anodlsgan.ipynb #e1709f7a
-def check_images(x, name: str, data_shape: Sequence[int]) -> Tensor:
-    "Images (n, *data_shape) with values in [-1, 1], as float; raise naming `name`, what was expected and what came."
-    x = check_tensor(x, name, shape=(None, *data_shape), min_rows=1)
-    if x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4:
-        raise ValueError(f"argument '{name}': expected images in [-1, 1], received values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
-    return x.float()
-
 def _check_trained(model, what: str) -> None:
     if getattr(model, "global_step", 0) == 0:
         raise RuntimeError(f"{what}: {type(model).__name__} is untrained, call fit first")
