@@ -16,7 +16,7 @@ from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
 
 # %% auto #0
-__all__ = ['prob_normalize', 'argmax_onehot', 'classifier_gradient_penalty', 'CGPGAN', 'CategoricalInfoGAN']
+__all__ = ['prob_normalize', 'argmax_onehot', 'classifier_gradient_penalty', 'CGPGAN', 'CategoricalInfoGAN', 'ElasticInfoGAN']
 
 # %% ../nbs/54_cgpgan.ipynb #3215170d
 def prob_normalize(c: Tensor) -> Tensor:
@@ -77,8 +77,9 @@ class CGPGAN(GenerativeModel):
             if n else torch.zeros(0, dtype=torch.long, device=self.p_c.device)
 
     def _g_input(self, z: Tensor, c: Tensor) -> Tensor:
-        code = self.codebook(c) if self.codebook is not None else F.one_hot(c, self.n_categories).float()
-        return torch.cat([z, code], 1)
+        "G's input [z, code]: c holds category ids (n,) or category probabilities (n, d_c), read through the codebook if any."
+        if not c.is_floating_point(): c = F.one_hot(c, self.n_categories).float()
+        return torch.cat([z, c @ self.codebook.weight if self.codebook is not None else c], 1)
 
     def generate(self, z: Tensor, c: Tensor, use_ema: bool = False) -> Tensor:
         G = self.G_ema if use_ema and self.G_ema is not None else self.G
@@ -168,11 +169,15 @@ class CategoricalInfoGAN(CGPGAN):
 
     def update_prior(self, c_pred): pass   # InfoGAN's prior is given, not learned
 
+    def draw_codes(self, n: int) -> Tensor:
+        "Categorical codes for a batch as probabilities (n, d_c): one-hot draws from P(C)."
+        return F.one_hot(self.sample_categories(n), self.n_categories).float()
+
     def train_step(self, x: Tensor) -> dict:
         d_loss, g_loss = ADVERSARIAL_LOSSES["ns"]
         B = len(x)
-        z, c = torch.randn(B, self.latent_dim, device=x.device), self.sample_categories(B)
-        with torch.no_grad(): fake = self.generate(z, c)
+        z = torch.randn(B, self.latent_dim, device=x.device)
+        with torch.no_grad(): c = self.draw_codes(B); fake = self.generate(z, c)
         fake = fake.requires_grad_(self.r2 > 0)
         a_f = self.D(fake)[:, 0]
         l_d = d_loss(self.D(x)[:, 0], a_f)
@@ -182,7 +187,7 @@ class CategoricalInfoGAN(CGPGAN):
         for k in ("D", "Q"): self.optimizers[k].zero_grad(set_to_none=True)
         (l_d + self.lambda_cls * l_cls).backward()
         self.optimizers["D"].step(); self.optimizers["Q"].step()
-        z, c = torch.randn(B, self.latent_dim, device=x.device), self.sample_categories(B)
+        z, c = torch.randn(B, self.latent_dim, device=x.device), self.draw_codes(B)
         self.D.requires_grad_(False); self.Q.requires_grad_(False)
         fake = self.generate(z, c)
         l_gcls = F.cross_entropy(self.Q(fake), c)
@@ -191,3 +196,23 @@ class CategoricalInfoGAN(CGPGAN):
         self.D.requires_grad_(True); self.Q.requires_grad_(True)
         if self.G_ema is not None: self.G_ema.update(self.G)
         return out | {"cls": l_cls, "g_adv": l_g, "g_cls": l_gcls}
+
+# %% ../nbs/54_cgpgan.ipynb #ffd54323
+class ElasticInfoGAN(CategoricalInfoGAN):
+    """Elastic InfoGAN without its contrastive loss (Sec. 2.4, 4.5.1): InfoGAN whose P(C) = softmax(logits) is learned by
+    descending the generator's loss through Gumbel-softmax codes at `temperature`, with learning rate `prior_lr`."""
+    def __init__(self, data_shape=2, n_categories: int = 16, latent_dim: int = 2, temperature: float = 0.1, prior_lr: float = 1e-3,
+                 lambda_cls: float = 1.0, **kwargs):
+        super().__init__(data_shape, n_categories, latent_dim, prior=None, lambda_cls=lambda_cls, **kwargs)
+        self.temperature = check_float(temperature, "temperature", min=0, strict=True)
+        self.prior_logits = nn.Parameter(torch.zeros(self.n_categories))
+        self.optimizers["G"].add_param_group({"params": [self.prior_logits], "lr": check_float(prior_lr, "prior_lr", min=0, strict=True)})
+
+    def draw_codes(self, n: int) -> Tensor:
+        "Gumbel-softmax samples of P(C) at the temperature (differentiable in the logits)."
+        return F.gumbel_softmax(self.prior_logits.expand(n, -1), tau=self.temperature)
+
+    def train_step(self, x: Tensor) -> dict:
+        out = super().train_step(x)
+        self.p_c.copy_(torch.softmax(self.prior_logits.detach(), 0))   # `prior` and `sample` read the learned P(C)
+        return out | {"prior_entropy": -(self.p_c * self.p_c.clamp_min(1e-12).log()).sum()}

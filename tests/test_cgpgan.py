@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invgen_lit.cgpgan import CGPGAN, CategoricalInfoGAN, argmax_onehot, classifier_gradient_penalty, prob_normalize
+from invgen_lit.cgpgan import CGPGAN, CategoricalInfoGAN, ElasticInfoGAN, argmax_onehot, classifier_gradient_penalty, prob_normalize
 from invgen_lit.data import GaussianClusters
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -108,3 +108,31 @@ def test_bad_input(X):
     with pytest.raises(ValueError, match="argument 'X'"): m.fit(torch.zeros(10, 3), steps=1, progress=False)
     with pytest.raises(ValueError, match="argument 'c'"): m.decode(torch.randn(2, 2), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="argument 'prior'"): CategoricalInfoGAN(2, 3, prior=[0.5, 0.6, -0.1])
+
+
+def test_codebook_reads_probabilities_as_a_mixture_of_pages():
+    m = CGPGAN(2, n_categories=3, codebook=True, code_dim=5, **TINY)
+    z, ids = torch.randn(4, 2), torch.tensor([0, 2, 1, 2])
+    hard = m._g_input(z, ids)
+    torch.testing.assert_close(hard, m._g_input(z, F.one_hot(ids, 3).float()))   # one-hot probabilities = the page itself
+    torch.testing.assert_close(hard[:, 2:], m.codebook.weight[ids])
+    mix = m._g_input(z[:1], torch.tensor([[0.5, 0.5, 0.0]]))
+    torch.testing.assert_close(mix[0, 2:], 0.5 * (m.codebook.weight[0] + m.codebook.weight[1]))
+
+
+def test_elastic_infogan_learns_its_prior_through_gumbel_softmax(X, tmp_path):
+    torch.manual_seed(0)
+    m = ElasticInfoGAN(2, 4, temperature=0.5, prior_lr=0.05, **TINY)
+    codes = m.draw_codes(200)
+    assert codes.requires_grad and torch.allclose(codes.sum(1), torch.ones(200))   # relaxed one-hot, differentiable
+    codes[:, 0].sum().backward()
+    assert m.prior_logits.grad is not None and m.prior_logits.grad.abs().sum() > 0
+    m.prior_logits.grad = None
+    m.fit(X, steps=30, progress=False)
+    assert not torch.allclose(m.prior, torch.full((4,), 0.25))                   # the prior moved with G's loss
+    torch.testing.assert_close(m.prior, torch.softmax(m.prior_logits.detach(), 0))
+    assert m.optimizers["G"].param_groups[1]["lr"] == 0.05
+    back = ElasticInfoGAN.load(m.save(tmp_path / "e.pt"))
+    torch.testing.assert_close(back.prior, m.prior)
+    for bad, name in ((dict(temperature=0.0), "temperature"), (dict(prior_lr=-1.0), "prior_lr"), (dict(n_categories=1), "n_categories")):
+        with pytest.raises(ValueError, match=f"argument '{name}'"): ElasticInfoGAN(2, **({"n_categories": 4} | bad), **TINY)
