@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import EMA, GenerativeModel, check_betas, check_data_shape, check_float, check_int, check_tensor
+from .core import EMA, GenerativeModel, batch_multinomial, batch_randn, check_betas, global_mean, check_data_shape, check_float, check_int, check_tensor
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
 
@@ -22,7 +22,7 @@ __all__ = ['prob_normalize', 'argmax_onehot', 'classifier_gradient_penalty', 'CG
 def prob_normalize(c: Tensor) -> Tensor:
     "Eq. 48: c - batch_average(c) + 1 / d_c for a batch of category probabilities c (b, d_c)."
     c = check_tensor(c, "c", ndim=2, min_rows=1)
-    return c - c.mean(0, keepdim=True) + 1.0 / c.shape[1]
+    return c - global_mean(c) + 1.0 / c.shape[1]            # the batch average over all processes of a parallel run
 
 def argmax_onehot(c: Tensor) -> Tensor:
     "One-hot of each row's largest entry (Eq. 46's real condition)."
@@ -121,12 +121,12 @@ class CGPGAN(GenerativeModel):
 
     def update_prior(self, c_pred: Tensor) -> None:
         "Line 25: P(C) <- decay P(C) + (1 - decay) E_x[c'_r], kept a distribution."
-        p = self.p_c.lerp(c_pred.detach().mean(0), 1 - self.prior_decay).clamp_min(0)
+        p = self.p_c.lerp(global_mean(c_pred.detach()), 1 - self.prior_decay).clamp_min(0)
         self.p_c.copy_(p / p.sum())
 
     def train_step(self, x: Tensor) -> dict:
         B = len(x)
-        z, c = torch.randn(B, self.latent_dim, device=x.device), self.sample_categories(B)
+        z, c = batch_randn(B, self.latent_dim, device=x.device), batch_multinomial(self.p_c, B)
         c_f = F.one_hot(c, self.n_categories).float()
         with torch.no_grad(): fake = self.generate(z, c)                                          # lines 1-4
         fake = fake.requires_grad_(self.r2 > 0)
@@ -142,7 +142,7 @@ class CGPGAN(GenerativeModel):
         for k in ("D", "Q"): self.optimizers[k].zero_grad(set_to_none=True)
         (l_d + l_q).backward()                                # D and Q share no weights: one backward serves both
         self.optimizers["D"].step(); self.optimizers["Q"].step()                                   # lines 17-18
-        z, c = torch.randn(B, self.latent_dim, device=x.device), self.sample_categories(B)         # lines 19-20
+        z, c = batch_randn(B, self.latent_dim, device=x.device), batch_multinomial(self.p_c, B)         # lines 19-20
         self.D.requires_grad_(False)
         l_g = cagan_g_loss(self.D(self.generate(z, c)), F.one_hot(c, self.n_categories).float())   # lines 21-23
         self.optimizers["G"].zero_grad(set_to_none=True); l_g.backward(); self.optimizers["G"].step()
@@ -171,12 +171,12 @@ class CategoricalInfoGAN(CGPGAN):
 
     def draw_codes(self, n: int) -> Tensor:
         "Categorical codes for a batch as probabilities (n, d_c): one-hot draws from P(C)."
-        return F.one_hot(self.sample_categories(n), self.n_categories).float()
+        return F.one_hot(batch_multinomial(self.p_c, n), self.n_categories).float()
 
     def train_step(self, x: Tensor) -> dict:
         d_loss, g_loss = ADVERSARIAL_LOSSES["ns"]
         B = len(x)
-        z = torch.randn(B, self.latent_dim, device=x.device)
+        z = batch_randn(B, self.latent_dim, device=x.device)
         with torch.no_grad(): c = self.draw_codes(B); fake = self.generate(z, c)
         fake = fake.requires_grad_(self.r2 > 0)
         a_f = self.D(fake)[:, 0]
@@ -187,7 +187,7 @@ class CategoricalInfoGAN(CGPGAN):
         for k in ("D", "Q"): self.optimizers[k].zero_grad(set_to_none=True)
         (l_d + self.lambda_cls * l_cls).backward()
         self.optimizers["D"].step(); self.optimizers["Q"].step()
-        z, c = torch.randn(B, self.latent_dim, device=x.device), self.draw_codes(B)
+        z, c = batch_randn(B, self.latent_dim, device=x.device), self.draw_codes(B)
         self.D.requires_grad_(False); self.Q.requires_grad_(False)
         fake = self.generate(z, c)
         l_gcls = F.cross_entropy(self.Q(fake), c)

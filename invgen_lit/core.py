@@ -25,10 +25,11 @@ from torch import nn, Tensor
 # %% auto #0
 __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
            'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_images', 'check_labels',
-           'set_seed', 'get_device', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint',
-           'load_checkpoint', 'Batches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError',
-           'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'GenerativeModel',
-           'DiagonalGaussian', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
+           'set_seed', 'get_device', 'distributed_world', 'batch_randn', 'batch_multinomial', 'global_mean',
+           'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'History',
+           'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA',
+           'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table',
+           'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -169,6 +170,33 @@ def get_device() -> torch.device:
             raise ValueError(f"environment variable INVGEN_DEVICE={name!r} asks for CUDA, but torch.cuda.is_available() is False")
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+# %% ../nbs/00_core.ipynb #c7602224
+def distributed_world() -> tuple[int, int]:
+    "(rank, world size) of the running torch.distributed process group; (0, 1) without one."
+    import torch.distributed as dist
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+def batch_randn(n: int, *shape: int, device=None) -> Tensor:
+    "n rows of N(0, I) for this process: rows rank::world of one (n * world, *shape) draw made alike on every process."
+    rank, world = distributed_world()
+    z = torch.randn(n * world, *shape, device=device)
+    return z if world == 1 else z[rank::world]
+
+def batch_multinomial(p: Tensor, n: int) -> Tensor:
+    "n category ids drawn from probabilities p for this process (rows rank::world of one global draw)."
+    rank, world = distributed_world()
+    ids = torch.multinomial(p.detach().float().cpu(), n * world, replacement=True).to(p.device) if n else torch.zeros(0, dtype=torch.long, device=p.device)
+    return ids if world == 1 else ids[rank::world]
+
+def global_mean(x: Tensor) -> Tensor:
+    "The mean over rows (dim 0) and over the processes of a data-parallel run (each weighted by its rows)."
+    rank, world = distributed_world()
+    if world == 1: return x.mean(0)
+    import torch.distributed as dist
+    s = torch.cat([x.sum(0).flatten(), x.new_tensor([len(x)])])
+    dist.all_reduce(s)
+    return (s[:-1] / s[-1]).reshape(x.shape[1:])
 
 # %% ../nbs/00_core.ipynb #771e4beb
 PROFILES = ("smoke", "docs", "full")

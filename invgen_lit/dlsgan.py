@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import (EMA, GenerativeModel, _describe, by_profile, check_betas, check_data_shape, check_images, check_float, check_int,
+from .core import (EMA, GenerativeModel, _describe, batch_randn, global_mean, by_profile, check_betas, check_data_shape, check_images, check_float, check_int,
                              check_labels, check_tensor)
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
@@ -44,7 +44,7 @@ class LatentTrace(nn.Module):
     def update(self, z_pred: Tensor):
         "Algorithm 2, lines 10, 17, 18: v <- decay v + (1 - decay) mean over rows of z'^2."
         z_pred = check_tensor(z_pred, "z_pred", ndim=2, shape=(None, len(self.v)), min_rows=1)
-        self.v.lerp_(z_pred.detach().pow(2).mean(0), 1 - self.decay)
+        self.v.lerp_(global_mean(z_pred.detach().pow(2)), 1 - self.decay)   # over all processes
 
     @property
     def s(self) -> Tensor: return latent_scale(self.v)
@@ -160,7 +160,7 @@ class InversionGAN(GenerativeModel):
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict:
         B, c_r = len(x), self.real_condition(y)
         # Algorithm 2, lines 1-10: D* on real and fake rows, L_enc on the fakes' predicted latents
-        z = torch.randn(B, self.latent_dim, device=x.device)
+        z = batch_randn(B, self.latent_dim, device=x.device)
         c_f = self.fake_condition(z)
         with torch.no_grad(): fake = self.generate(z)
         real = x.detach().requires_grad_(self.r1 > 0)
@@ -173,7 +173,7 @@ class InversionGAN(GenerativeModel):
         self.optimizers["D"].zero_grad(set_to_none=True); total.backward(); self.optimizers["D"].step()
         v_rows = [z_pred.detach()]
         # lines 11-17: G against the frozen D*, with L_enc when enc_in_g
-        z = torch.randn(B, self.latent_dim, device=x.device)
+        z = batch_randn(B, self.latent_dim, device=x.device)
         c_f = self.fake_condition(z)
         self.D.requires_grad_(False)
         a_f, z_pred, lv = self._split(self.D(self.generate(z)))
@@ -229,7 +229,7 @@ class PosthocEncoderGAN(InversionGAN):
 
     def train_step(self, x: Tensor) -> dict:
         if self.phase == "gan": return super().train_step(x)
-        z = torch.randn(len(x), self.latent_dim, device=x.device)
+        z = batch_randn(len(x), self.latent_dim, device=x.device)
         with torch.no_grad(): fake = self.generate(z, use_ema=True)
         z_pred = self.E(fake)
         loss = mse_encoder_loss(z, z_pred)

@@ -149,36 +149,46 @@ def _check_image_shape(shape, name: str) -> tuple[int, int, int]:
         raise ValueError(f"argument '{name}': expected a square power-of-two size >= 4 such as (1, 16, 16), received {tuple(shape)}")
     return int(c), int(h), int(w)
 
+def _channel_list(channels, n: int, name: str = "channels") -> list[int]:
+    "Channels per resolution 4, 8, ..., H: one int for all, or a sequence of n positive ints."
+    if isinstance(channels, int): return [check_int(channels, name, min=1)] * n
+    chs = list(channels) if isinstance(channels, (list, tuple)) else None
+    if chs is None or len(chs) != n or not all(isinstance(c, int) and c >= 1 for c in chs):
+        raise ValueError(f"argument '{name}': expected one positive int or {n} of them (resolutions 4 to {4 * 2 ** (n - 1)}), received {channels!r}")
+    return chs
+
 def conv_layer(i: int, o: int, k: int, equalized: bool = True, gain: float = math.sqrt(2)) -> nn.Module:
     "A k x k 'same' convolution, equalized or plain."
     return EqualConv2d(i, o, k, padding=k // 2, gain=gain) if equalized else nn.Conv2d(i, o, k, padding=k // 2)
 
 # %% ../nbs/02_nn.ipynb #6179606d
 class ConvGenerator(nn.Module):
-    "Latent (B, latent_dim) -> image (B, C, H, W); `skip=True`: each resolution adds a to-image output, upsampled and summed."
-    def __init__(self, latent_dim: int, out_shape: Sequence[int] = (1, 16, 16), channels: int = 64, skip: bool = True,
+    """Latent (B, latent_dim) -> image (B, C, H, W); `skip=True`: each resolution adds a to-image output, upsampled and summed.
+    `channels`: one int, or one per resolution 4, 8, ..., H (wide at low resolution, narrow at high, as at 256 x 256)."""
+    def __init__(self, latent_dim: int, out_shape: Sequence[int] = (1, 16, 16), channels: int | Sequence[int] = 64, skip: bool = True,
                  equalized: bool = True, act: str = "leaky_relu", out_act: str | None = None):
         super().__init__()
         self.latent_dim = check_int(latent_dim, "latent_dim", min=1)
         self.out_shape = _check_image_shape(tuple(out_shape), "out_shape")
         C, H, _ = self.out_shape
-        ch, self.skip = check_int(channels, "channels", min=1), bool(skip)
+        self.skip = bool(skip)
         self.resolutions = [4 * 2 ** k for k in range(int(math.log2(H // 4)) + 1)]   # 4, 8, ..., H
-        self.stem = nn.Sequential(linear_layer(self.latent_dim, ch * 16, equalized), activation(act))
+        chs = _channel_list(channels, len(self.resolutions))
+        self.stem = nn.Sequential(linear_layer(self.latent_dim, chs[0] * 16, equalized), activation(act))
         self.blocks = nn.ModuleList()
         for k, r in enumerate(self.resolutions):
+            c_in = chs[max(k - 1, 0)]
             self.blocks.append(nn.Sequential(
                 *([] if k == 0 else [nn.Upsample(scale_factor=2, mode="nearest")]),
-                conv_layer(ch, ch, 3, equalized), activation(act), conv_layer(ch, ch, 3, equalized), activation(act)))
-        n_img = len(self.resolutions) if self.skip else 1
-        self.to_images = nn.ModuleList(conv_layer(ch, C, 1, equalized, gain=1.0) for _ in range(n_img))
+                conv_layer(c_in, chs[k], 3, equalized), activation(act), conv_layer(chs[k], chs[k], 3, equalized), activation(act)))
+        self.to_images = nn.ModuleList(conv_layer(chs[k], C, 1, equalized, gain=1.0) for k in (range(len(chs)) if self.skip else [-1]))
         self.out_act = activation(out_act)
-        self.channels = ch
+        self.channels = chs
 
     def forward(self, z: Tensor, return_levels: bool = False):
         "Generate images; with `return_levels` also return the to-image output of every resolution (skip mode)."
         z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim))
-        h = self.stem(z).reshape(len(z), self.channels, 4, 4)
+        h = self.stem(z).reshape(len(z), self.channels[0], 4, 4)
         img, levels = None, []
         for k, block in enumerate(self.blocks):
             h = block(h)
@@ -191,26 +201,31 @@ class ConvGenerator(nn.Module):
 
 # %% ../nbs/02_nn.ipynb #0264e471
 class ConvDiscriminator(nn.Module):
-    "Image (B, C, H, W) -> (B, out_dim) logits; residual blocks down to 4x4, then minibatch-std, conv and two linear layers."
-    def __init__(self, in_shape: Sequence[int] = (1, 16, 16), out_dim: int = 1, channels: int = 64, residual: bool = True,
+    """Image (B, C, H, W) -> (B, out_dim) logits; residual blocks down to 4x4, then minibatch-std, conv and two linear layers.
+    `channels`: one int, or one per resolution 4, 8, ..., H (the generator's schedule)."""
+    def __init__(self, in_shape: Sequence[int] = (1, 16, 16), out_dim: int = 1, channels: int | Sequence[int] = 64, residual: bool = True,
                  minibatch_std: int = 4, equalized: bool = True, act: str = "leaky_relu"):
         super().__init__()
         self.in_shape = _check_image_shape(tuple(in_shape), "in_shape")
         C, H, _ = self.in_shape
-        ch, self.residual = check_int(channels, "channels", min=1), bool(residual)
+        self.residual = bool(residual)
         self.out_dim = check_int(out_dim, "out_dim", min=1)
         n_down = int(math.log2(H // 4))
-        self.from_image = nn.Sequential(conv_layer(C, ch, 1, equalized), activation(act))
-        self.blocks = nn.ModuleList(nn.Sequential(conv_layer(ch, ch, 3, equalized), activation(act),
-                                                  conv_layer(ch, ch, 3, equalized), activation(act), nn.AvgPool2d(2))
-                                    for _ in range(n_down))
-        self.shortcuts = nn.ModuleList(nn.Sequential(nn.AvgPool2d(2), conv_layer(ch, ch, 1, equalized, gain=1.0))
-                                       for _ in range(n_down if self.residual else 0))
+        chs = _channel_list(channels, n_down + 1)
+        self.from_image = nn.Sequential(conv_layer(C, chs[-1], 1, equalized), activation(act))
+        # block k takes resolution 4 * 2^(n_down - k) with chs[n_down - k] channels down to half size with chs[n_down - k - 1]
+        pairs = [(chs[n_down - k], chs[n_down - k - 1]) for k in range(n_down)]
+        self.blocks = nn.ModuleList(nn.Sequential(conv_layer(i, i, 3, equalized), activation(act),
+                                                  conv_layer(i, o, 3, equalized), activation(act), nn.AvgPool2d(2)) for i, o in pairs)
+        self.shortcuts = nn.ModuleList(nn.Sequential(nn.AvgPool2d(2), conv_layer(i, o, 1, equalized, gain=1.0))
+                                       for i, o in (pairs if self.residual else []))
         mb = check_int(minibatch_std, "minibatch_std", min=0)
         self.mbstd = MinibatchStd(mb) if mb else nn.Identity()
+        ch = chs[0]
         self.head = nn.Sequential(conv_layer(ch + (1 if mb else 0), ch, 3, equalized), activation(act), nn.Flatten(),
                                   linear_layer(ch * 16, ch, equalized), activation(act),
                                   linear_layer(ch, self.out_dim, equalized, gain=1.0))
+        self.channels = chs
 
     def forward(self, x: Tensor) -> Tensor:
         x = check_tensor(x, "x", ndim=4, shape=(None, *self.in_shape))
@@ -221,11 +236,13 @@ class ConvDiscriminator(nn.Module):
 
 # %% ../nbs/02_nn.ipynb #e0b9881b
 def generator_and_discriminator(data_shape: Sequence[int], g_in: int, d_out: int, hidden: Sequence[int] = (256, 256, 256, 256),
-                                backbone: str = "mlp", channels: int = 32, minibatch_std: int = 0) -> tuple[nn.Module, nn.Module]:
-    "G: (B, g_in) -> (B, *data_shape) and D: (B, *data_shape) -> (B, d_out); 'mlp' (flattened, equalized lr) or 'conv' (images only)."
+                                backbone: str = "mlp", channels: int | Sequence[int] = 32, minibatch_std: int | None = None) -> tuple[nn.Module, nn.Module]:
+    """G: (B, g_in) -> (B, *data_shape) and D: (B, *data_shape) -> (B, d_out); 'mlp' (flattened, equalized lr) or 'conv' (images
+    only; `channels` one int or one per resolution). `minibatch_std` group size: None = 4 for 'conv', off for 'mlp'."""
     data_shape = tuple(data_shape)
     check_choice(backbone, "backbone", ["mlp", "conv"])
-    mbstd, dim = check_int(minibatch_std, "minibatch_std", min=0), math.prod(data_shape)
+    mbstd = (4 if backbone == "conv" else 0) if minibatch_std is None else check_int(minibatch_std, "minibatch_std", min=0)
+    dim = math.prod(data_shape)
     out_act = None if len(data_shape) == 1 else "tanh"
     if backbone == "conv":
         if len(data_shape) != 3:

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .core import EMA, check_float, check_tensor
+from .core import EMA, batch_randn, check_float, check_tensor
 from .dlsgan import DLSGAN, InversionGAN, dls_encoder_loss
 from .gan import ADVERSARIAL_LOSSES, grad_norm_sq
 from .nn import forward_with_features, generator_and_discriminator
@@ -49,7 +49,7 @@ class PVDGAN(DLSGAN):
         B, h = len(x), len(x) // 2
         s, d_loss, g_loss = self.trace.s, *ADVERSARIAL_LOSSES["ns"]
         # lines 1-9: D* on real rows (keeping z_r and the features y_r) and on fakes from Z
-        z = torch.randn(B, self.latent_dim, device=x.device)
+        z = batch_randn(B, self.latent_dim, device=x.device)
         with torch.no_grad(): fake = self.generate(z)
         real = x.detach().requires_grad_(self.r1 > 0)
         out_r, y_r = forward_with_features(self.D, real)
@@ -61,8 +61,8 @@ class PVDGAN(DLSGAN):
         self.optimizers["D"].zero_grad(set_to_none=True); total.backward(); self.optimizers["D"].step()
         v_rows = [z_pred.detach()]                                                           # line 10
         # lines 11-18: half the generator batch from Z_x (Eq. 38), half from Z
-        z_x = pvd_latent(z_r[:h].detach(), self.trace.v, torch.randn(h, self.latent_dim, device=x.device))
-        z = torch.cat([z_x, torch.randn(B - h, self.latent_dim, device=x.device)])
+        z_x = pvd_latent(z_r[:h].detach(), self.trace.v, batch_randn(h, self.latent_dim, device=x.device))
+        z = torch.cat([z_x, batch_randn(B - h, self.latent_dim, device=x.device)])
         self.D.requires_grad_(False)
         out_f, y_f = forward_with_features(self.D, self.generate(z))
         a_f, z_pred, _ = self._split(out_f)
@@ -110,7 +110,7 @@ class VAEGAN(InversionGAN):
     def train_step(self, x: Tensor) -> dict:
         B, h = len(x), len(x) // 2
         d_loss, g_loss = ADVERSARIAL_LOSSES["ns"]
-        z = torch.randn(B, self.latent_dim, device=x.device)
+        z = batch_randn(B, self.latent_dim, device=x.device)
         with torch.no_grad(): fake = self.generate(z)
         real = x.detach().requires_grad_(self.r1 > 0)
         out_r, y_r = forward_with_features(self.D, real)
@@ -121,7 +121,7 @@ class VAEGAN(InversionGAN):
         self.optimizers["D"].zero_grad(set_to_none=True); total.backward(); self.optimizers["D"].step()
         # the encoder's pass (VAEGAN's extra one) and the generator batch, half from Z_x (Eq. 19)
         mu, log_var = self._mu_log_var(x[:h])
-        z = torch.cat([vae_latent(mu, log_var, torch.randn_like(mu)), torch.randn(B - h, self.latent_dim, device=x.device)])
+        z = torch.cat([vae_latent(mu, log_var, batch_randn(len(mu), self.latent_dim, device=mu.device)), batch_randn(B - h, self.latent_dim, device=x.device)])
         self.D.requires_grad_(False)
         out_f, y_f = forward_with_features(self.D, self.generate(z))
         g_adv = g_loss(self._split(out_f)[0])
