@@ -29,8 +29,8 @@ from .pvdgan import PVDGAN, VAEGAN
 # %% auto #0
 __all__ = ['IMAGE_METHODS', 'THESIS_SETTINGS', 'DDP_CHECK_SCRIPT', 'check_resolution', 'channel_schedule', 'image_model',
            'draw_shape_image', 'make_shapes_folder', 'ImageBatches', 'RandomConvFeatures', 'TorchScriptFeatures',
-           'image_features', 'features_of', 'image_metrics', 'save_image_grid', 'SampleGrid', 'MetricsLogger',
-           'RunCheckpoint', 'data_parallel', 'setup_distributed', 'train_images', 'ddp_equivalence']
+           'image_features', 'features_of', 'image_metrics', 'save_image_grid', 'Periodic', 'SampleGrid',
+           'MetricsLogger', 'RunCheckpoint', 'data_parallel', 'setup_distributed', 'train_images', 'ddp_equivalence']
 
 # %% ../nbs/60_images.ipynb #29cde1ce
 def check_resolution(resolution, name: str = "resolution") -> int:
@@ -260,7 +260,15 @@ def save_image_grid(x: Tensor, path, nrow: int = 8) -> Path:
     Image.fromarray(arr[..., 0] if C == 1 else arr).save(path)
     return path
 
-class SampleGrid(Callback):
+class Periodic(Callback):
+    "A callback that calls `write(loop)` every `every` steps and once more at the end if the last step was not one of them."
+    def write(self, loop): raise NotImplementedError
+    def after_step(self, loop):
+        if loop.completed % self.every == 0: self.write(loop)
+    def after_fit(self, loop):
+        if loop.completed and loop.completed % self.every: self.write(loop)
+
+class SampleGrid(Periodic):
     "Every `every` steps (and at the end), save a grid of the EMA generator's samples for fixed latents to folder/step_XXXXXXX.png."
     order = 15
     def __init__(self, folder, every: int = 500, n: int = 32, seed: int = 0):
@@ -269,12 +277,8 @@ class SampleGrid(Callback):
         if distributed_world()[0] != 0: return
         x = loop.model.sample(self.n, generator=torch.Generator().manual_seed(self.seed))
         save_image_grid(x, self.folder / f"step_{loop.model.global_step:07d}.png")
-    def after_step(self, loop):
-        if loop.completed % self.every == 0: self.write(loop)
-    def after_fit(self, loop):
-        if loop.completed and loop.completed % self.every: self.write(loop)
 
-class MetricsLogger(Callback):
+class MetricsLogger(Periodic):
     "Every `every` steps (and at the end): `image_metrics` on `real`, logged to the history and appended to metrics.csv."
     order = 16
     def __init__(self, real: Tensor, features: nn.Module, path, every: int = 1000, n: int = 1000):
@@ -290,10 +294,6 @@ class MetricsLogger(Callback):
             w = csv.DictWriter(f, ["step", "features", *self.last])
             if new: w.writeheader()
             w.writerow({"step": m.global_step, "features": self.features.name, **self.last})
-    def after_step(self, loop):
-        if loop.completed % self.every == 0: self.write(loop)
-    def after_fit(self, loop):
-        if loop.completed and loop.completed % self.every: self.write(loop)
 
 class RunCheckpoint(Checkpoint):
     "Checkpoint written by rank 0 only; refuses a checkpoint of another method or data shape by name; says where it resumes."
