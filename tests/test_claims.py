@@ -204,3 +204,33 @@ def test_reconstruction_and_energy_scores_catch_far_ood_but_hardly_near_ood():
     assert (means.loc["far"] > means.loc["near"] + 15).all(), means
     assert means.loc["near", ["Energy", "Energy ReAct"]].max() < 60, means
     assert means.loc["far", "AE Rec"] > 95, means
+
+
+def test_classifier_gradient_penalty_moves_the_boundary_from_a_narrow_dip_to_a_wide_valley():
+    "Seed 004, Sec. 3.5, Fig. 6 (notebook 54): self-labelling logistic Q; without the penalty b stops in the dip near 2.1."
+    import math
+    import torch.nn.functional as F
+    from torch import nn
+    from invgen_lit.cgpgan import classifier_gradient_penalty
+    W, MU, SD = torch.tensor([0.40, 0.08, 0.08, 0.44]), torch.tensor([0.0, 1.8, 2.4, 3.6]), torch.tensor([0.45, 0.12, 0.12, 0.45])
+
+    class Q(nn.Module):
+        def __init__(self):
+            super().__init__(); self.log_a, self.b = nn.Parameter(torch.tensor(math.log(3.0))), nn.Parameter(torch.tensor(2.25))
+        def forward(self, x): return torch.cat([torch.zeros_like(x), self.log_a.exp() * (x - self.b)], 1)
+
+    def boundary(lam, steps=1500):
+        g, q = torch.Generator().manual_seed(0), Q()
+        opt = torch.optim.Adam(q.parameters(), lr=1e-2)
+        for _ in range(steps):
+            k = torch.multinomial(W, 512, replacement=True, generator=g)
+            x = (MU[k] + SD[k] * torch.randn(512, generator=g))[:, None]
+            with torch.no_grad(): c = q(x).argmax(1)
+            loss = F.cross_entropy(q(x), c) + lam * classifier_gradient_penalty(q, x, F.one_hot(c, 2).float())
+            opt.zero_grad(); loss.backward(); opt.step()
+        return float(q.b), float(q.log_a.exp())
+
+    (b0, a0), (b10, a10) = boundary(0.0), boundary(10.0)
+    assert 1.95 < b0 < 2.25, b0            # the narrow dip
+    assert b10 < 1.6, b10                  # the wide valley
+    assert a0 > 5 * a10, (a0, a10)         # the penalty keeps the classifier soft
