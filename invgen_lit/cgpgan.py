@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import EMA, GenerativeModel, batch_multinomial, batch_randn, check_betas, global_mean, check_data_shape, check_float, check_int, check_tensor
+from .core import (EMA, GenerativeModel, batch_multinomial, batch_randn, check_betas, check_data_shape, check_float, check_int,
+                             check_labels, check_tensor, global_mean)
+from .data import _check_weights
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
 
@@ -89,10 +91,8 @@ class CGPGAN(GenerativeModel):
     def decode(self, z: Tensor, c: Tensor, use_ema: bool = True) -> Tensor:
         "G(z, c) for continuous latents z (n, latent_dim) and category ids c (n,)."
         z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim)).to(self.device)
-        c = torch.as_tensor(c, device=self.device)
-        if c.shape != (len(z),) or c.dtype not in (torch.int32, torch.int64) or (len(c) and (c.min() < 0 or c.max() >= self.n_categories)):
-            raise ValueError(f"argument 'c': expected {len(z)} category ids in 0..{self.n_categories - 1}, received {tuple(c.shape)} {c.dtype}")
-        return self.generate(z, c.long(), use_ema)
+        c = check_labels(c, "c", self.n_categories, (len(z),)).to(self.device)   # an int means that category for every row
+        return self.generate(z, c, use_ema)
 
     @torch.no_grad()
     def sample(self, n: int, c: Tensor | None = None, use_ema: bool = True, generator: torch.Generator | None = None) -> Tensor:
@@ -157,11 +157,7 @@ class CategoricalInfoGAN(CGPGAN):
     def __init__(self, data_shape=2, n_categories: int = 4, latent_dim: int = 2, prior: Sequence[float] | None = None,
                  lambda_cls: float = 1.0, **kwargs):
         super().__init__(data_shape, n_categories, latent_dim, lambda_cgp=0.0, lambda_cls=lambda_cls, normalize_steps=0, **kwargs)
-        if prior is not None:
-            p = torch.as_tensor(prior, dtype=torch.float32)
-            if p.shape != (self.n_categories,) or (p < 0).any() or abs(float(p.sum()) - 1) > 1e-4:
-                raise ValueError(f"argument 'prior': expected {self.n_categories} non-negative numbers summing to 1, received {prior!r}")
-            self.p_c.copy_(p)
+        if prior is not None: self.p_c.copy_(_check_weights(prior, self.n_categories, "prior").float())
         self.D = generator_and_discriminator(self.data_shape, 1, 1, kwargs.get("hidden", (256,) * 4), kwargs.get("backbone", "mlp"),
                                              kwargs.get("channels", 32))[1]
         d = self.optimizers["D"].defaults
