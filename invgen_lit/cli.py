@@ -12,10 +12,8 @@ import inspect
 import json
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -517,19 +515,10 @@ def plot_samples(x, path, reference=None, title: str = "") -> Path:
     return atomic_write(path, lambda t: fig.savefig(t, format="png", dpi=100))
 
 # %% ../nbs/90_cli.ipynb #5ce98093
-@contextlib.contextmanager
 def sigterm_as_interrupt():
-    "While the block runs, handle SIGTERM as Ctrl-C: call the current SIGINT handler (the training loop's, which stops after the step), else raise KeyboardInterrupt."
-    if threading.current_thread() is not threading.main_thread():  # signal handlers can only be set from the main thread
-        yield
-        return
-    def handler(signum, frame):
-        on_int = signal.getsignal(signal.SIGINT)
-        if callable(on_int): on_int(signal.SIGINT, frame)
-        else: raise KeyboardInterrupt(f"signal {signum}")  # SIGINT ignored (a background job): stop anyway
-    old = signal.signal(signal.SIGTERM, handler)
-    try: yield
-    finally: signal.signal(signal.SIGTERM, old)
+    "core.sigterm_as_interrupt (SIGTERM handled as Ctrl-C), imported only when a command trains: `--help` stays free of torch."
+    from invgen_lit.core import sigterm_as_interrupt as handle_sigterm
+    return handle_sigterm()
 
 # %% ../nbs/90_cli.ipynb #543ba0a4
 CHECKPOINT, MODEL, HISTORY, CONFIG, SAMPLES, EVAL = "checkpoint.pt", "model.pt", "history.csv", "config.json", "samples.png", "eval.csv"

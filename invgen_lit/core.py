@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #9ae2adc4
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -27,9 +28,9 @@ __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'chec
            'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_images', 'check_labels',
            'set_seed', 'get_device', 'distributed_world', 'batch_randn', 'batch_multinomial', 'global_mean',
            'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'History',
-           'plot_history', 'Callback', 'TrainLoop', 'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA',
-           'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian', 'Claim', 'claims_table',
-           'claims_markdown', 'collect_claims']
+           'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt', 'NonFiniteLossError', 'NaNGuard',
+           'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian',
+           'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -364,6 +365,21 @@ class TrainLoop:
                     raise KeyboardInterrupt(f"training interrupted after step {self.completed} of {self.steps}")
         self._each("after_fit")
         return self.model
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    "While the block runs, handle SIGTERM (a scheduler's or `kill`'s stop) as Ctrl-C: call the current SIGINT handler (the training loop's, which stops after the step), else raise KeyboardInterrupt."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread():  # signal handlers can only be set from the main thread
+        yield
+        return
+    def handler(signum, frame):
+        on_int = signal.getsignal(signal.SIGINT)
+        if callable(on_int): on_int(signal.SIGINT, frame)
+        else: raise KeyboardInterrupt(f"signal {signum}")  # SIGINT ignored (a background job): stop anyway
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
 
 # %% ../nbs/00_core.ipynb #99409fdb
 class NonFiniteLossError(FloatingPointError):

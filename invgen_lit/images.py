@@ -20,7 +20,8 @@ from torch import nn, Tensor
 
 from .cgpgan import CGPGAN
 from .core import (Callback, Checkpoint, CheckpointError, GenerativeModel, NaNGuard, ProgressBar, Recorder, TrainLoop, _describe,
-                   by_profile, check_int, check_path, distributed_world, get_device, load_checkpoint, set_seed)
+                   by_profile, check_int, check_path, distributed_world, get_device, load_checkpoint, set_seed,
+                   sigterm_as_interrupt)
 from .data import ImageFolder
 from .dlsgan import DLSGAN, InfoGAN, MSEGAN
 from .metrics import frechet_distance, precision_recall, psnr, ssim
@@ -346,18 +347,6 @@ def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.devic
     return rank, world, get_device()
 
 # %% ../nbs/60_images.ipynb #58567f82
-class _SigTerm:
-    "Within the block, SIGTERM (a scheduler's or `kill`'s stop) is turned into SIGINT, which the loop handles after the step."
-    def __enter__(self):
-        import signal, threading
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, lambda *a: os.kill(os.getpid(), signal.SIGINT))
-        return self
-    def __exit__(self, *exc):
-        import signal
-        if self.old is not None: signal.signal(signal.SIGTERM, self.old)
-
 def train_images(model: GenerativeModel, data, out, steps: int | None = None, batch_size: int | None = None,
                  checkpoint_every: int = 1000, sample_every: int = 1000, metrics_every: int | None = None, metrics_rows: int = 1000,
                  features="auto", amp: bool = True, progress: bool = True, seed: int = 0, num_workers: int = 0,
@@ -388,7 +377,7 @@ def train_images(model: GenerativeModel, data, out, steps: int | None = None, ba
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             return model.train_step(*next(batches))
     model.train()
-    with data_parallel(model), _SigTerm():
+    with data_parallel(model), sigterm_as_interrupt():
         try: TrainLoop(model, step, steps, cbs, batches).run()
         finally:
             if rank == 0 and batches.skipped:
