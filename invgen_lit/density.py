@@ -242,6 +242,7 @@ def kde_loo_log_likelihood(Z: Tensor, bandwidths: Tensor, chunk: int = 1024) -> 
 # %% ../nbs/05_density.ipynb #d588d83b
 class LatentKDE:
     "Gaussian KDE over latent codes (seed 002, Sec. 3.2), optionally mixed with weight `background` with N(0, background_std^2 I); bandwidth: a number, 'scott', 'silverman' or None (leave-one-out likelihood)."
+    log_prob_kind = "exact"     # a normalised density of the rows it was fitted on
     def __init__(self, bandwidth: float | str | None = None, grid: int = 25, background: float = 0.0, background_std: float = 1.0):
         if isinstance(bandwidth, str): check_choice(bandwidth, "bandwidth", BANDWIDTH_RULES)
         elif bandwidth is not None: check_float(bandwidth, "bandwidth", min=0, strict=True)

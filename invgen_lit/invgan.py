@@ -92,6 +92,7 @@ def _rows(mask: Tensor, limit: int = 10) -> str:
 
 class InvGAN(GAN):
     "Seed 001: a GAN (g, d) with an inference net h (x -> z) and an RBF variance net sigma; `log_prob` by Eq. 4 at z = h(x)."
+    log_prob_kind = "manifold"  # Eq. 4: a density on the generator's manifold, not normalised in data space
     steps_by_profile = {"smoke": 30, "docs": 10_000, "full": 100_000}
 
     def __init__(self, data_shape=6, latent_dim: int = 2, hidden: Sequence[int] = (30, 30), n_centres: int = 64,
@@ -238,6 +239,7 @@ def log_prob_per_row(model: InvGAN, x: Tensor) -> Tensor:
 # %% ../nbs/20_invgan.ipynb #1abf95b8
 class RealNVP(GenerativeModel):
     "Baseline: a RealNVP-style flow (affine couplings, alternating masks, tanh-bounded scales) trained by maximum likelihood."
+    log_prob_kind = "exact"     # a normalised density in data space, computed exactly
     steps_by_profile = {"smoke": 30, "docs": 10_000, "full": 100_000}
 
     def __init__(self, dim: int = 6, n_layers: int = 6, hidden: Sequence[int] = (64, 64), lr: float = 1e-3, batch_size: int = 64):

@@ -232,6 +232,11 @@ class IResNet(GenerativeModel):
 
     def _estimator_kw(self) -> dict: return {} if self.logdet == "exact" else {"n_terms": self.n_terms}
 
+    @property
+    def log_prob_kind(self) -> str:
+        "'exact' when `log_prob` takes the exact log-determinant, else 'estimate' (the power series of notebook 40)."
+        return "exact" if self.logdet == "exact" else "estimate"
+
     def log_prob(self, x: Tensor, logdet: str | None = None) -> Tensor:
         "Per-row log-density: exact with `logdet='exact'` (the default for D <= 16), else the model's estimator."
         method = self.logdet if logdet is None else logdet

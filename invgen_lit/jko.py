@@ -120,6 +120,7 @@ class JKOFlow(GenerativeModel):
     Blocks train with RK4 steps of `step_size` and are evaluated (push, encode, decode, log_prob) with the finer
     `eval_step_size`; `log_prob` uses the exact divergence."""
     steps_by_profile = {"smoke": 15, "docs": 150, "full": 1000}
+    log_prob_kind = "exact"     # a normalised density in data space, exact divergence
     batch_size = 512
 
     def __init__(self, data_shape=2, hidden: Sequence[int] = (64, 64), h: float = 1.0, max_blocks: int = 8,

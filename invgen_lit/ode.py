@@ -233,6 +233,11 @@ class CNF(GenerativeModel):
     @property
     def nfe(self) -> int: return self.flow.func.nfe
 
+    @property
+    def log_prob_kind(self) -> str:
+        "'exact' when `log_prob` takes the exact divergence (D <= 16 or divergence='exact'), else 'estimate' (Hutchinson)."
+        return "exact" if self.dim <= 16 or self.flow.dynamics.divergence == "exact" else "estimate"
+
     def log_prob(self, x: Tensor, divergence: str | None = None) -> Tensor:
         "Per-row log-density; the divergence defaults to exact for D <= 16 and to the model's setting above."
         if divergence is None: divergence = "exact" if self.dim <= 16 else self.flow.dynamics.divergence
