@@ -234,3 +234,37 @@ def test_classifier_gradient_penalty_moves_the_boundary_from_a_narrow_dip_to_a_w
     assert 1.95 < b0 < 2.25, b0            # the narrow dip
     assert b10 < 1.6, b10                  # the wide valley
     assert a0 > 5 * a10, (a0, a10)         # the penalty keeps the classifier soft
+
+
+def test_an_exact_inverse_reconstructs_where_a_learned_encoder_only_approximates():
+    "Seeds 000/003 vs 004, notebook 99's inversion arena: a flow's encode/decode invert each other to float precision on the 6-D manifold; DLSGAN's encoder does not (10 s)."
+    from invgen_lit.arena import fit_models, inversion_arena
+    from invgen_lit.data import Manifold6D
+    from invgen_lit.dlsgan import DLSGAN
+    from invgen_lit.invgan import RealNVP
+    m6 = Manifold6D()
+    X, X_test = m6.sample(5000, seed=0), m6.sample(500, seed=1)
+    models = fit_models({"flow": lambda: RealNVP(6).fit(X, steps=500, progress=False),
+                         "dlsgan": lambda: DLSGAN(6, 2).fit(X, steps=500, batch_size=64, progress=False)}, verbose=False)
+    table = inversion_arena(models, X_test, n_fake=500)
+    flow, gan = table.loc["flow"], table.loc["dlsgan"]
+    assert flow["fake rec. (FVU of z)"] < 1e-6 and flow["real rec. (FVU of x)"] < 1e-6, table
+    assert gan["fake rec. (FVU of z)"] > 1e-3 and gan["real rec. (FVU of x)"] > 1e-3, table
+
+
+def test_near_ood_is_harder_than_far_ood_for_the_classical_detectors():
+    "Seed 004, Sec. 4.3.2 / Table 5's pattern, notebook 99's OOD arena: on digits, Isolation Forest and the One-Class SVM separate far OOD sets much better than 10 % mixes (2 s)."
+    from sklearn.ensemble import IsolationForest
+    from sklearn.svm import OneClassSVM
+    from invgen_lit.arena import SklearnDetector, ood_arena
+    from invgen_lit.data import digits, letters, photo_patches
+    from invgen_lit.ood import ood_sets
+    D, _ = digits(16)
+    perm = torch.randperm(len(D), generator=torch.Generator().manual_seed(0))
+    D_test, D_train = D[perm[:300]], D[perm[300:]]
+    detectors = {"IF": SklearnDetector(IsolationForest(random_state=0)).fit(D_train),
+                 "OCSVM": SklearnDetector(OneClassSVM(gamma="scale", nu=0.1)).fit(D_train)}
+    sets = ood_sets(D_test, {"letters": letters(300, seed=1), "photos": photo_patches(300, seed=1)}, seed=0)
+    table = ood_arena(detectors, D_test, sets)
+    far, near = table.loc[("mean", "far")], table.loc[("mean", "near")]
+    assert (far > near + 10).all(), table
