@@ -214,3 +214,18 @@ def test_the_readme_shows_the_claims_page_with_pass_fail():
     assert "| notebook | paper | claim | ours | budget | profile | pass/fail |" in readme
     page = claims_page(ROOT / "nbs")
     assert f"{len(page)} claims from {page['notebook'].nunique()} notebooks" in readme
+
+
+def test_likelihood_arena_takes_the_nll_on_held_out_data_and_ranks_on_probes(gauss, gauss_data):
+    _, X_test = gauss_data
+    normal = torch.distributions.Normal(torch.tensor([1.0, -2.0, 0.0]), torch.tensor([3.0, 1.0, 0.5]))
+    probes = 12 * torch.rand(500, 3, generator=torch.Generator().manual_seed(0)) - 6
+    x_rank = torch.cat([X_test, probes])
+    table = likelihood_arena([gauss], x_rank, normal.log_prob(x_rank).sum(1), X_test, normal.log_prob(X_test).sum(1))
+    row = table.iloc[0]
+    assert row["Spearman"] > 0.99
+    assert abs(row["NLL of the truth"] + normal.log_prob(X_test).sum(1).double().mean().item()) < 1e-6
+    assert abs(row["NLL"] - row["NLL of the truth"]) < 0.05
+    with pytest.raises(ValueError, match="expected both or neither"): likelihood_arena([gauss], X_test, normal.log_prob(X_test).sum(1), held_out=X_test)
+    with pytest.raises(ValueError, match="argument 'held_out'"):
+        likelihood_arena([gauss], X_test, normal.log_prob(X_test).sum(1), torch.zeros(4, 2), torch.zeros(4))
