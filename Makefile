@@ -1,5 +1,5 @@
 # The two commands a newcomer runs:
-#   make run   executes every tutorial in the `docs` profile and rebuilds the docs site (docs/index.html)
+#   make run   executes every tutorial in the `docs` profile, JOBS at a time (default: one per core), and rebuilds the docs site
 #   make test  checks notebooks and library are in sync, runs every notebook (smoke profile) and tests/
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBS ?= $(sort $(wildcard nbs/*.ipynb))
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
@@ -21,10 +22,11 @@ $(STAMP): settings.ini setup.py constraints.txt
 
 install: $(STAMP)
 
-## make run: execute the tutorials (docs profile) with outputs saved, then rebuild README and the site
+## make run: execute the tutorials (docs profile) with outputs saved, JOBS at a time, one thread each (`make run JOBS=1`
+## for one after another); 99_results and index run last; the wall time of each notebook and the total are printed
 run: install
 	$(BIN)/nbdev_export
-	INVGEN_PROFILE=docs $(BIN)/python tools/execute_nbs.py $(NBS)
+	INVGEN_PROFILE=docs $(BIN)/python tools/execute_nbs.py --jobs $(JOBS) $(NBS)
 	$(MAKE) --no-print-directory docs
 
 ## make docs: rebuild README.md and the offline docs site from the executed notebooks
@@ -45,11 +47,12 @@ sync: install
 check-sync: install
 	$(BIN)/python tools/check_sync.py
 
+# the tests never see a populated fitted-model cache: each run gets an empty one
 test-nbs: install
-	INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(NBS)
+	INVGEN_CACHE=$$(mktemp -d) INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(NBS)
 
 test-py: install
-	INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider tests --durations=15
+	INVGEN_CACHE=$$(mktemp -d) INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider tests --durations=15
 
 test: install
 	@start=$$(date +%s); \
@@ -58,7 +61,7 @@ test: install
 	$(MAKE) --no-print-directory test-py; rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s, exit $$rc"; exit $$rc
 
-## make bench: the benchmarks of the `slow` cells (Hutchinson vs exact trace, ...), docs profile
+## make bench: the benchmarks of the `slow` cells (batched replicas in 00_core, Hutchinson vs exact trace, ...), docs profile
 bench: install
 	INVGEN_PROFILE=docs INVGEN_TEST_FLAGS=slow $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(NBS) -s
 

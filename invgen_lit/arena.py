@@ -76,7 +76,7 @@ def rows_for(model, x: Tensor) -> Tensor:
 
 # %% ../nbs/99_results.ipynb #5bca8deb
 def fit_models(recipes: Mapping[str, Callable[[], object]], seed: int = 0, verbose: bool = True) -> dict[str, object]:
-    "Run each recipe (a function that builds and fits a model) after `set_seed(seed)`; time it into `model.fit_seconds`."
+    "Run each recipe (a function that builds and fits a model, possibly through `cached_fit`) after `set_seed(seed)`; time it into `model.fit_seconds`."
     if not isinstance(recipes, Mapping) or not all(callable(r) for r in recipes.values()):
         raise TypeError(f"argument 'recipes': expected a dict name -> function that returns a fitted model, received {_describe(recipes)}")
     out = {}
@@ -84,8 +84,11 @@ def fit_models(recipes: Mapping[str, Callable[[], object]], seed: int = 0, verbo
         set_seed(seed)
         t = time.perf_counter()
         model = recipe()
-        model.fit_seconds = time.perf_counter() - t
-        if verbose: print(f"{name}: fitted in {model.fit_seconds:.1f} s")
+        seconds = time.perf_counter() - t
+        cached = getattr(model, "cache_hit", None) is not None     # cached_fit recorded the original fit's seconds
+        if not cached: model.fit_seconds = seconds
+        if verbose: print(f"{name}: " + (f"loaded from the cache in {seconds:.1f} s (fitted in {model.fit_seconds:.1f} s)"
+                                         if getattr(model, "cache_hit", False) else f"fitted in {model.fit_seconds:.1f} s"))
         out[name] = model
     return out
 

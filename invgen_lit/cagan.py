@@ -125,6 +125,8 @@ class ClassConditionalGAN(GenerativeModel):
     `d_out` outputs, NS loss with R1 + R2, Adam(0, 0.99), EMA generator, class-conditional latent P(C_f) = `class_weights`,
     optional minibatch-std in D and mixed batch training. Subclasses give `d_out`, `d_loss`, `g_loss`, `adv_logit`."""
     steps_by_profile = {"smoke": 20, "docs": 2000, "full": 200_000}   # full: 200 epochs x 1,000 steps (Sec. 4.1.1)
+    batched_replicas = property(lambda self: not self.mixed_batch)
+    replica_limit = "mixed batches permute real and fake rows across the whole batch"
 
     def __init__(self, data_shape=2, n_classes=4, latent_dim: int = 256, hidden: Sequence[int] = (512, 512, 512, 512),
                  backbone: str = "mlp", channels: int = 32, loss: str = "ns", lambda_r: float = 1.0, lr: float = 1e-3,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import (EMA, GenerativeModel, batch_multinomial, batch_randn, check_betas, check_data_shape, check_float, check_int,
-                             check_labels, check_tensor, global_mean)
+                             check_labels, check_tensor, global_mean, replica_rows)
 from .data import _check_weights
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
@@ -24,7 +24,7 @@ __all__ = ['prob_normalize', 'argmax_onehot', 'classifier_gradient_penalty', 'CG
 def prob_normalize(c: Tensor) -> Tensor:
     "Eq. 48: c - batch_average(c) + 1 / d_c for a batch of category probabilities c (b, d_c)."
     c = check_tensor(c, "c", ndim=2, min_rows=1)
-    return c - global_mean(c) + 1.0 / c.shape[1]            # the batch average over all processes of a parallel run
+    return c - replica_rows(global_mean(c), c) + 1.0 / c.shape[1]   # the batch average (over all processes of a parallel run)
 
 def argmax_onehot(c: Tensor) -> Tensor:
     "One-hot of each row's largest entry (Eq. 46's real condition)."
@@ -43,6 +43,9 @@ class CGPGAN(GenerativeModel):
     the fakes' categories with the gradient penalty, D with one output per category (CAGAN loss) using Q's labels for the
     real rows, and P(C) re-estimated from Q. `prior`, `predict(x)`; `codebook=True` feeds G a trainable vector per category."""
     steps_by_profile = {"smoke": 20, "docs": 4000, "full": 50_000}
+    batched_replicas = property(lambda self: self.codebook is None)   # the codebook's weight is read directly, not as a layer
+    replica_limit = "the codebook's embedding is read as a matrix, outside a layer"
+    replica_buffers = ("p_c",)
 
     def __init__(self, data_shape=2, n_categories: int = 16, latent_dim: int = 2, lambda_cgp: float = 10.0, lambda_cls: float = 1.0,
                  codebook: bool = False, code_dim: int = 16, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
@@ -111,7 +114,7 @@ class CGPGAN(GenerativeModel):
         return self.predict_proba(x).argmax(1)
 
     def prepare_data(self, X):
-        return (check_tensor(X, "X", shape=(None, *self.data_shape), min_rows=2).float(),)
+        return (check_tensor(X, "X", shape=(None, *self.data_shape), min_rows=2).to(torch.get_default_dtype()),)
 
     # --- Algorithm 5 ---
     def real_conditions(self, q_real: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,7 +125,7 @@ class CGPGAN(GenerativeModel):
     def update_prior(self, c_pred: Tensor) -> None:
         "Line 25: P(C) <- decay P(C) + (1 - decay) E_x[c'_r], kept a distribution."
         p = self.p_c.lerp(global_mean(c_pred.detach()), 1 - self.prior_decay).clamp_min(0)
-        self.p_c.copy_(p / p.sum())
+        self.p_c.copy_(p / p.sum(-1, keepdim=True))
 
     def train_step(self, x: Tensor) -> dict:
         B = len(x)
@@ -149,7 +152,7 @@ class CGPGAN(GenerativeModel):
         self.D.requires_grad_(True)
         self.update_prior(c_pred)                                                                  # line 25
         if self.G_ema is not None: self.G_ema.update(self.G)
-        return out | {"g_adv": l_g, "prior_entropy": -(self.p_c * self.p_c.clamp_min(1e-12).log()).sum()}
+        return out | {"g_adv": l_g, "prior_entropy": -(self.p_c * self.p_c.clamp_min(1e-12).log()).sum(-1).mean()}
 
 # %% ../nbs/54_cgpgan.ipynb #b853b911
 class CategoricalInfoGAN(CGPGAN):

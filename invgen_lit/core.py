@@ -24,13 +24,17 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
-           'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_images', 'check_labels',
-           'set_seed', 'get_device', 'distributed_world', 'batch_randn', 'batch_multinomial', 'global_mean',
-           'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'History',
-           'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt', 'NonFiniteLossError', 'NaNGuard',
-           'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'GenerativeModel', 'DiagonalGaussian',
-           'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
+__all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'REPLICA_LAYERS', 'PARALLEL_PATHS', 'CACHE_FORMAT', 'CLAIMS_MIME', 'check_tensor',
+           'check_int', 'check_float', 'check_choice', 'check_betas', 'check_path', 'check_data_shape',
+           'check_vector_shape', 'check_images', 'check_labels', 'set_seed', 'get_device', 'ReplicaError',
+           'replica_count', 'by_replica', 'replica_rows', 'distributed_world', 'batch_randn', 'batch_multinomial',
+           'global_mean', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
+           'Batches', 'ReplicaBatches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt',
+           'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint',
+           'keep_freed_memory', 'GenerativeModel', 'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf', 'replica_obstacle',
+           'StackedReplicas', 'stack_replicas', 'unstack_replicas', 'ReplicaList', 'fit_replicas', 'replica_benchmark',
+           'cache_dir', 'code_version', 'cache_key', 'cached_fit', 'Claim', 'claims_table', 'claims_markdown',
+           'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -135,7 +139,7 @@ def check_images(x, name: str, data_shape: Sequence[int], min_rows: int = 1) -> 
     x = check_tensor(x, name, shape=(None, *data_shape), min_rows=min_rows)
     if len(data_shape) == 3 and x.numel() and (x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4):
         raise ValueError(f"argument '{name}': expected images in [-1, 1], received values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
-    return x.float()
+    return x.to(torch.get_default_dtype())   # float32 unless the user set another default (float64 for exactness tests)
 
 def check_labels(y, name: str, n_classes: int, shape: tuple) -> Tensor:
     "Integer class labels of the given shape with values in 0..n_classes-1, as a long tensor; raise naming `name`."
@@ -172,6 +176,35 @@ def get_device() -> torch.device:
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
+# %% ../nbs/00_core.ipynb #7ed5261d
+class ReplicaError(ValueError):
+    "A model or a training step that the batched-replica path cannot run exactly."
+
+class _Replicas:
+    "The state of a batched fit: K, each replica's seed and its own random streams (CPU and, when used, CUDA)."
+    def __init__(self, seeds: Sequence[int], cpu_states: Sequence[Tensor], cuda_states: Sequence | None = None):
+        self.k, self.seeds = len(seeds), list(seeds)
+        self.cpu_states, self.cuda_states = list(cpu_states), cuda_states
+
+_ACTIVE_REPLICAS: _Replicas | None = None
+
+def replica_count() -> int:
+    "K while a batched fit of K replicas runs, else 1."
+    return _ACTIVE_REPLICAS.k if _ACTIVE_REPLICAS is not None else 1
+
+def by_replica(x: Tensor) -> Tensor:
+    "Interleaved rows (N, ...) as (K, N // K, ...): replica k's rows in x[k]; (1, N, ...) outside a batched fit."
+    k = replica_count()
+    if len(x) % k: raise ReplicaError(f"a batch of {len(x)} rows cannot be split over {k} replicas")
+    return x.reshape(len(x) // k, k, *x.shape[1:]).transpose(0, 1)
+
+def replica_rows(v: Tensor, x: Tensor) -> Tensor:
+    "A per-model tensor `v` made to broadcast against the rows of `x`: `v` itself in a single run; in a batched fit `v` holds one slice per replica (K, ...) and row b K + k gets slice k."
+    k = replica_count()
+    if k == 1: return v
+    if v.shape[0] != k: raise ReplicaError(f"expected a per-replica tensor with {k} slices, received shape {tuple(v.shape)}")
+    return v.repeat(len(x) // k, *[1] * (v.ndim - 1))
+
 # %% ../nbs/00_core.ipynb #c7602224
 def distributed_world() -> tuple[int, int]:
     "(rank, world size) of the running torch.distributed process group; (0, 1) without one."
@@ -185,13 +218,19 @@ def batch_randn(n: int, *shape: int, device=None) -> Tensor:
     return z if world == 1 else z[rank::world]
 
 def batch_multinomial(p: Tensor, n: int) -> Tensor:
-    "n category ids drawn from probabilities p for this process (rows rank::world of one global draw)."
+    "n category ids drawn from probabilities p for this process (rows rank::world of one global draw); during a batched fit, p may hold one row of probabilities per replica (K, C)."
+    if replica_count() > 1 and p.ndim == 2:
+        k = replica_count()
+        if n % k: raise ReplicaError(f"{n} category draws cannot be split over {k} replicas")
+        rows = iter(range(k))   # _each_replica calls the draw once per replica, in order
+        return _each_replica(lambda: _TORCH_RANDOM["multinomial"](p[next(rows)].detach().float().cpu(), n // k, replacement=True), torch.device("cpu")).to(p.device)
     rank, world = distributed_world()
     ids = torch.multinomial(p.detach().float().cpu(), n * world, replacement=True).to(p.device) if n else torch.zeros(0, dtype=torch.long, device=p.device)
     return ids if world == 1 else ids[rank::world]
 
 def global_mean(x: Tensor) -> Tensor:
-    "The mean over rows (dim 0) and over the processes of a data-parallel run (each weighted by its rows)."
+    "The mean over rows (dim 0) and over the processes of a data-parallel run (each weighted by its rows); during a batched fit of K replicas, one mean per replica (K, ...)."
+    if replica_count() > 1: return by_replica(x).mean(1)
     rank, world = distributed_world()
     if world == 1: return x.mean(0)
     import torch.distributed as dist
@@ -275,6 +314,24 @@ class Batches:
 
     def state_dict(self) -> dict: return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
     def load_state_dict(self, s: dict): self.gen.set_state(s["gen"]); self.perm, self.pos = s["perm"].clone(), int(s["pos"])
+
+# %% ../nbs/00_core.ipynb #22596b7d
+class ReplicaBatches:
+    "K `Batches` over the same tensors, one per seed, interleaved row by row (row b K + k is row b of replica k's batch)."
+    def __init__(self, *tensors: Tensor, batch_size: int, seeds: Sequence[int]):
+        self.parts = [Batches(*tensors, batch_size=batch_size, seed=s) for s in seeds]
+    def __iter__(self): return self
+    def __next__(self) -> tuple[Tensor, ...]:
+        batches = [next(b) for b in self.parts]
+        return tuple(torch.stack(ts, 1).reshape(-1, *ts[0].shape[1:]) for ts in zip(*batches))
+    def state_dict(self) -> dict: return {"parts": [b.state_dict() for b in self.parts]}
+    def load_state_dict(self, s: dict):
+        for b, sb in zip(self.parts, s["parts"]): b.load_state_dict(sb)
+
+def _batches_for(tensors: Sequence[Tensor], batch_size: int, seed: int):
+    "The mini-batch stream of `fit`: one seeded `Batches`, or the interleaved replicas' batches during a batched fit."
+    if _ACTIVE_REPLICAS is None: return Batches(*tensors, batch_size=batch_size, seed=seed)
+    return ReplicaBatches(*tensors, batch_size=batch_size, seeds=_ACTIVE_REPLICAS.seeds)
 
 # %% ../nbs/00_core.ipynb #8c3825f9
 class History:
@@ -492,6 +549,28 @@ class Checkpoint(Callback):
     def on_interrupt(self, loop):
         if loop.completed is not None: self.save(loop)
 
+# %% ../nbs/00_core.ipynb #18f40b0c
+_MALLOC_TUNED: bool | None = None
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc (Linux) to keep freed memory for reuse instead of returning it to the system. Training frees and
+    re-allocates the same large tensors every step; returned memory comes back through one page fault per 4 KiB, which in
+    a virtual machine costs more than the arithmetic (a 2 MB gradient: 8 ms against 0.4 ms). Once per process; a no-op
+    elsewhere or with INVGEN_KEEP_MEMORY=0. Returns whether the setting is active."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED is not None: return _MALLOC_TUNED
+    _MALLOC_TUNED = False
+    if os.environ.get("INVGEN_KEEP_MEMORY", "1") == "0": return False
+    try:
+        import ctypes, platform
+        if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc": return False
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+        _MALLOC_TUNED = bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+                             and libc.mallopt(M_TOP_PAD, 64 << 20))
+    except (OSError, AttributeError): pass
+    return _MALLOC_TUNED
+
 # %% ../nbs/00_core.ipynb #c9e00ea5
 _CONFIG_TYPES = (int, float, str, bool, type(None))
 
@@ -508,6 +587,8 @@ class GenerativeModel(nn.Module):
     "Base class of every method: config capture, `history`, `optimizers`, `fit`, `save` and `load`."
     steps_by_profile: dict = {"smoke": 20, "docs": 2000, "full": 20000}
     batch_size: int = 256
+    batched_replicas: bool = False       # the family's train_step runs exactly on interleaved replicas (see `fit_replicas`)
+    replica_buffers: tuple = ()          # buffers that training updates per replica (stacked in a batched fit)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -552,11 +633,12 @@ class GenerativeModel(nn.Module):
             batch_size: int | None = None, seed: int = 0, device=None):
         "Train for `steps` steps (default: the active profile's budget) on mini-batches of `data`; return `self`."
         if not data: raise TypeError(f"{type(self).__name__}.fit: expected training data, received nothing")
+        keep_freed_memory()
         # a model the user placed on an accelerator stays there; one on the CPU goes to `get_device()` (CUDA if present)
         self.to(torch.device(device) if device is not None else self.device if self.device.type != "cpu" else get_device())
         tensors = tuple(t.to(self.device) for t in self.prepare_data(*data))
         steps = by_profile(**self.steps_by_profile) if steps is None else check_int(steps, "steps", min=0)
-        batches = Batches(*tensors, batch_size=batch_size or self.batch_size, seed=seed)
+        batches = _batches_for(tensors, batch_size or self.batch_size, seed)
         cbs = [NaNGuard(), Recorder(), *self.default_callbacks(), *callbacks] + ([ProgressBar()] if progress else [])
         self.train()
         TrainLoop(self, lambda step: self.train_step(*next(batches)), steps, cbs, batches).run()
@@ -615,6 +697,559 @@ class DiagonalGaussian(GenerativeModel):
         loss = -self.log_prob(x).mean()
         opt.zero_grad(); loss.backward(); opt.step()
         return {"nll": loss}
+
+# %% ../nbs/00_core.ipynb #11069def
+def _split_size(args, kwargs, pos: int | None = None) -> tuple[tuple, Callable]:
+    "The size of a torch factory call and a function that rebuilds the call's arguments for another first dimension."
+    if "size" in kwargs:
+        size = tuple(kwargs["size"])
+        return size, lambda m: (args, kwargs | {"size": (m, *size[1:])})
+    if pos is not None:                       # randint(high, size) / randint(low, high, size): the size is the last positional
+        size = tuple(args[-1])
+        return size, lambda m: ((*args[:-1], (m, *size[1:])), kwargs)
+    size = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else tuple(args)
+    return size, lambda m: ((m, *size[1:]), kwargs)
+
+def _draw_device(kwargs, like: Tensor | None = None) -> torch.device:
+    d = kwargs.get("device")
+    return torch.device(d) if d is not None else like.device if like is not None else torch.device("cpu")
+
+def _each_replica(draw: Callable[[], Tensor], device: torch.device) -> Tensor:
+    "Call `draw()` once per replica with that replica's stream in place; the K results interleaved row by row."
+    r, outs = _ACTIVE_REPLICAS, []
+    cuda = device.type == "cuda"
+    saved = torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state()
+    try:
+        for k in range(r.k):
+            if cuda: torch.cuda.set_rng_state(r.cuda_states[k], device)
+            else: torch.set_rng_state(r.cpu_states[k])
+            outs.append(draw())
+            if cuda: r.cuda_states[k] = torch.cuda.get_rng_state(device)
+            else: r.cpu_states[k] = torch.get_rng_state()
+    finally:
+        if cuda: torch.cuda.set_rng_state(saved, device)
+        else: torch.set_rng_state(saved)
+    out = torch.stack(outs, 1)
+    return out.reshape(-1, *out.shape[2:])
+
+def _per_replica(name: str, orig: Callable, kind: str) -> Callable:
+    "A replica-aware version of the torch random factory `orig` (`kind`: 'size', 'randint', 'like' or 'multinomial')."
+    @functools.wraps(orig)
+    def draw(*args, **kwargs):
+        if kwargs.get("generator") is not None: return orig(*args, **kwargs)   # an explicit stream is the caller's own
+        k = replica_count()
+        if kind == "like":
+            x = args[0]
+            if x.ndim == 0 or len(x) % k: raise ReplicaError(f"torch.{name} of shape {tuple(x.shape)} cannot be split over {k} replicas")
+            return _each_replica(lambda: orig(x[:len(x) // k], *args[1:], **kwargs), x.device)
+        if kind == "multinomial":
+            p, n = args[0], (args[1] if len(args) > 1 else kwargs["num_samples"])
+            if p.ndim != 1 or n % k:
+                raise ReplicaError(f"torch.multinomial of {n} samples from probabilities of shape {tuple(p.shape)} cannot be split over {k} replicas")
+            rest = {kk: v for kk, v in kwargs.items() if kk != "num_samples"}
+            return _each_replica(lambda: orig(p, n // k, *args[2:], **rest), p.device)
+        size, rebuild = _split_size(args, kwargs, -1 if kind == "randint" else None)
+        if not size or size[0] % k:
+            raise ReplicaError(f"torch.{name} of size {size} cannot be split over {k} replicas: a draw inside a batched "
+                               f"training step must have one row per data row")
+        a, kw = rebuild(size[0] // k)
+        return _each_replica(lambda: orig(*a, **kw), _draw_device(kwargs))
+    return draw
+
+_RANDOM_FACTORIES = {"randn": "size", "rand": "size", "randint": "randint", "randn_like": "like", "rand_like": "like",
+                     "multinomial": "multinomial"}
+_TORCH_RANDOM = {n: getattr(torch, n) for n in [*_RANDOM_FACTORIES, "randperm"]}   # the originals, whatever is patched later
+
+@contextlib.contextmanager
+def _replica_random():
+    "Within the block, torch's random factories draw per replica; `randperm` without a generator is refused."
+    saved = dict(_TORCH_RANDOM)
+    def no_randperm(*args, **kwargs):
+        if kwargs.get("generator") is not None: return saved["randperm"](*args, **kwargs)
+        raise ReplicaError("torch.randperm inside a batched training step cannot be split over replicas")
+    try:
+        for n, kind in _RANDOM_FACTORIES.items(): setattr(torch, n, _per_replica(n, saved[n], kind))
+        torch.randperm = no_randperm
+        yield
+    finally:
+        for n, f in saved.items(): setattr(torch, n, f)
+
+# %% ../nbs/00_core.ipynb #a8d70e1c
+class GroupedLinear(nn.Module):
+    """K linear layers as one: rows b K + k go through layer k. The weights are stored transposed and stacked, `weight`
+    (K, in, out), so that every product is a plain batched matrix product; `weight_scale` and `bias_scale` are run-time
+    multipliers (the equalized learning rate), applied to the inputs rather than to the K weight matrices."""
+    grouped = True
+    def __init__(self, weight: Tensor, bias: Tensor | None, weight_scale: float = 1.0, bias_scale: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())            # (K, in, out)
+        self.bias = nn.Parameter(bias.clone()) if bias is not None else None          # (K, out)
+        self.weight_scale, self.bias_scale = weight_scale, bias_scale
+
+    @classmethod
+    def from_linear(cls, layers: Sequence[nn.Linear]) -> "GroupedLinear":
+        "K `nn.Linear` layers (out, in) as one."
+        return cls(torch.stack([l.weight.detach() for l in layers]),
+                   torch.stack([l.bias.detach() for l in layers]) if layers[0].bias is not None else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        K, (n, d) = self.weight.shape[0], x.shape
+        # the run-time scale multiplies the rows, a pass over the activations, rather than the K weight matrices, which
+        # would cost a pass over every weight forward and backward, the larger cost at small batches
+        if self.weight_scale != 1: x = x * self.weight_scale
+        # (K, B, in), replica k's rows, made contiguous: a transposed view would send the backward pass's batched
+        # products down a slow path (ten times slower, measured)
+        xk = x.reshape(n // K, K, d).transpose(0, 1).contiguous()
+        if self.bias is None: y = torch.bmm(xk, self.weight)
+        else: y = torch.baddbmm((self.bias * self.bias_scale if self.bias_scale != 1 else self.bias)[:, None], xk, self.weight)
+        return y.transpose(0, 1).reshape(n, -1)                              # (K, B, out) -> rows b K + k
+
+    def replica_parameters(self) -> dict[str, Tensor]:
+        "The stacked parameters under the names one layer gives them."
+        return {"weight": self.weight} | ({"bias": self.bias} if self.bias is not None else {})
+
+    def to_layer(self, name: str, t: Tensor) -> Tensor:
+        "A stacked tensor shaped like parameter `name` (a weight, its Adam moments) in one layer's layout: weight (K, out, in)."
+        return t.transpose(1, 2) if name == "weight" else t
+
+    def from_layer(self, name: str, t: Tensor) -> Tensor:
+        "The inverse of `to_layer`."
+        return t.transpose(1, 2).contiguous() if name == "weight" else t
+
+    def extra_repr(self) -> str: return f"replicas={self.weight.shape[0]}, {self.weight.shape[1]}, {self.weight.shape[2]}"
+
+class VmapLeaf(nn.Module):
+    "K copies of any layer as one, by `torch.func.vmap` over its stacked parameters (buffers equal across replicas are shared)."
+    grouped = True
+    def __init__(self, layers: Sequence[nn.Module]):
+        super().__init__()
+        self.template = copy.deepcopy(layers[0])
+        names = [n for n, _ in layers[0].named_parameters()]
+        self.names = names
+        self.stacked = nn.ParameterList([nn.Parameter(torch.stack([dict(l.named_parameters())[n].detach() for l in layers])) for n in names])
+        for b in (n for n, _ in layers[0].named_buffers()):
+            vals = [dict(l.named_buffers())[b] for l in layers]
+            if not all(torch.equal(vals[0], v) for v in vals[1:]):
+                raise ReplicaError(f"layer {type(layers[0]).__name__}: buffer '{b}' differs between replicas")
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        K = len(self.stacked[0])
+        buffers = dict(self.template.named_buffers())
+        def one(params, *rows): return torch.func.functional_call(self.template, {**dict(zip(self.names, params)), **buffers}, rows)
+        split = [x.reshape(len(x) // K, K, *x.shape[1:]).transpose(0, 1) for x in xs]
+        y = torch.func.vmap(one)(list(self.stacked), *split)
+        return y.transpose(0, 1).reshape(-1, *y.shape[2:])
+
+    def replica_parameters(self) -> dict[str, Tensor]: return dict(zip(self.names, self.stacked))
+
+REPLICA_LAYERS: dict[type, Callable[[Sequence[nn.Module]], nn.Module]] = {nn.Linear: GroupedLinear.from_linear}
+
+# %% ../nbs/00_core.ipynb #c9e5dc1d
+def _get(root: nn.Module, path: str) -> nn.Module: return root.get_submodule(path) if path else root
+
+def _set(root: nn.Module, path: str, module: nn.Module):
+    parent, _, name = path.rpartition(".")
+    setattr(_get(root, parent), name, module)
+
+def _leaf_paths(model: nn.Module) -> list[str]:
+    "Paths of the modules that hold parameters directly (their subtree is grouped as one layer)."
+    out = []
+    def walk(prefix: str, m: nn.Module):
+        if any(True for _ in m.parameters(recurse=False)) or hasattr(m, "parametrizations"): out.append(prefix); return
+        for n, c in m.named_children(): walk(f"{prefix}.{n}" if prefix else n, c)
+    walk("", model)
+    return out
+
+def replica_obstacle(model: nn.Module) -> str | None:
+    "Why `model` cannot train as batched replicas, or None if it can (the family declares `batched_replicas` and every layer has a grouped form)."
+    name = type(model).__name__
+    if not getattr(model, "batched_replicas", False):
+        limit = getattr(model, "replica_limit", None) or "its training step uses state this layout cannot split"
+        return f"{name} does not train as batched replicas here: {limit}"
+    if distributed_world()[1] > 1: return "a data-parallel (torch.distributed) run"
+    for p in _leaf_paths(model):
+        m = _get(model, p)
+        if p == "": return f"{name} holds parameters outside its layers ({[n for n, _ in m.named_parameters(recurse=False)]})"
+        if hasattr(m, "parametrizations"): return f"layer '{p}' is parametrised (e.g. spectral normalisation), whose power iteration is not grouped"
+    for p, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase): return f"layer '{p}' ({type(m).__name__}) mixes the rows of a batch"
+    return None
+
+def _check_same_architecture(models: Sequence[nn.Module]):
+    "Batched replicas share every shape and every setting: they differ in their seeds only."
+    ref = {k: v.shape for k, v in models[0].state_dict().items() if isinstance(v, Tensor)}
+    for i, m in enumerate(models[1:], 1):
+        got = {k: v.shape for k, v in m.state_dict().items() if isinstance(v, Tensor)}
+        if got != ref:
+            diff = sorted(set(ref.items()) ^ set(got.items()))[:3]
+            raise ReplicaError(f"argument 'make_model': replica {i} has another architecture than replica 0 (first differences: {diff})")
+        a, b = getattr(models[0], "config", {}), getattr(m, "config", {})
+        diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+        if diff:   # a setting enters the step as one Python number for the whole host, so it cannot differ per replica
+            raise ReplicaError(f"replica {i} has other settings than replica 0 ({', '.join(f'{k}: {u!r} vs {v!r}' for k, (u, v) in list(diff.items())[:3])}); "
+                               f"batched replicas share every setting and differ in their seeds")
+
+def _rebuild_optimizer(opt: torch.optim.Optimizer, mapping: dict[int, Tensor], k: int) -> torch.optim.Optimizer:
+    "`opt`'s class and per-group settings over the stacked parameters; gradients are multiplied by K before each step."
+    groups = [{**{kk: v for kk, v in g.items() if kk != "params"}, "params": [mapping[id(p)] for p in g["params"]]} for g in opt.param_groups]
+    accepted = inspect.signature(type(opt).__init__).parameters
+    kw = {kk: v for kk, v in opt.defaults.items() if kk in accepted and kk != "params"}
+    # the fused kernel (one pass over each tensor instead of about eight) where this optimiser and device have one
+    if "fused" in accepted and not kw.get("differentiable") and not kw.get("capturable"):
+        try: return _with_grad_times_k(type(opt)([g | {"fused": True, "foreach": None} for g in groups], **(kw | {"fused": True, "foreach": None})), k)
+        except (RuntimeError, ValueError, TypeError): pass
+    return _with_grad_times_k(type(opt)(groups, **kw), k)
+
+def _with_grad_times_k(new: torch.optim.Optimizer, k: int) -> torch.optim.Optimizer:
+    "Register the hook that multiplies each gradient by K before the optimiser steps (the loss averaged over K batches)."
+    def times_k(o, args, kwargs):
+        for g in o.param_groups:
+            for p in g["params"]:
+                if p.grad is None: continue
+                if not p.grad.is_contiguous(): p.grad = p.grad.contiguous()   # fused kernels expect the parameter's layout
+                p.grad.mul_(k)
+    new.register_step_pre_hook(times_k)
+    return new
+
+def _to_layer(g: nn.Module, name: str, t: Tensor) -> Tensor: return g.to_layer(name, t) if hasattr(g, "to_layer") else t
+def _from_layer(g: nn.Module, name: str, t: Tensor) -> Tensor: return g.from_layer(name, t) if hasattr(g, "from_layer") else t
+
+def _stack_optimizer_state(new: torch.optim.Optimizer, olds: Sequence[torch.optim.Optimizer], back: dict[int, tuple]):
+    "Stack the K optimisers' per-parameter states (Adam's moments; a shared step count) into `new`."
+    for group in new.param_groups:
+        for P in group["params"]:
+            g, n, qs = back[id(P)]
+            states = [o.state.get(q) for o, q in zip(olds, qs)]
+            if all(s is None for s in states): continue
+            if any(s is None for s in states): raise ReplicaError("the replicas' optimisers are at different points (some have state, some not)")
+            new.state[P] = {key: _from_layer(g, n, torch.stack([s[key] for s in states])) if isinstance(v, Tensor) and v.shape == qs[0].shape
+                            else (v.clone() if isinstance(v, Tensor) else v) for key, v in states[0].items()}
+
+@dataclass
+class StackedReplicas:
+    "A host model whose layers hold K replicas, and the map back to the K models."
+    host: nn.Module
+    models: list
+    leaves: dict            # path -> {parameter name: stacked parameter}
+    stacked_buffers: dict   # buffer name -> stacked buffer
+    shared_buffers: dict    # buffer name -> value at the start (must not change)
+
+def stack_replicas(models: Sequence[nn.Module]) -> StackedReplicas:
+    "One host model computing the K `models` as grouped layers (see the section's introduction)."
+    models, K = list(models), len(models)
+    _check_same_architecture(models)
+    host = copy.deepcopy(models[0])
+    paths = _leaf_paths(host)
+    orig = {p: dict(_get(host, p).named_parameters()) for p in paths}
+    leaves, mapping, back = {}, {}, {}
+    for p in paths:
+        layers = [_get(m, p) for m in models]
+        build = REPLICA_LAYERS.get(type(layers[0]), VmapLeaf)
+        g = build(layers)
+        params = g.replica_parameters() if hasattr(g, "replica_parameters") else {n: getattr(g, n) for n in orig[p]}
+        _set(host, p, g)
+        leaves[p] = params
+        for n, P in params.items():
+            mapping[id(orig[p][n])] = P
+            back[id(P)] = (g, n, [dict(l.named_parameters())[n] for l in layers])
+    declared = tuple(getattr(host, "replica_buffers", ()))
+    under_leaf = lambda b: any(b == p or b.startswith(p + ".") for p in paths)
+    stacked, shared = {}, {}
+    for b, v in models[0].named_buffers():
+        if under_leaf(b): continue
+        vals = [m.get_buffer(b) for m in models]
+        owner, _, bname = b.rpartition(".")
+        if b in declared or not all(torch.equal(vals[0], u) for u in vals[1:]):
+            if b not in declared:
+                raise ReplicaError(f"buffer '{b}' differs between replicas but {type(host).__name__}.replica_buffers does not name it")
+            _get(host, owner)._buffers[bname] = stacked[b] = torch.stack([u.detach().clone() for u in vals])
+        else: shared[b] = vals[0].detach().clone()
+    for name, opt in list(getattr(host, "optimizers", {}).items()):
+        host.optimizers[name] = _rebuild_optimizer(opt, mapping, K)
+        _stack_optimizer_state(host.optimizers[name], [m.optimizers[name] for m in models], back)
+    return StackedReplicas(host, models, leaves, stacked, shared)
+
+_PLAIN = (int, float, str, bool, type(None))
+
+@torch.no_grad()
+def unstack_replicas(st: StackedReplicas) -> list:
+    "Write the host's K replicas back into the K models (weights, per-replica buffers, optimiser states, history, step)."
+    host = st.host
+    dev = host.device if isinstance(host, GenerativeModel) else torch.device("cpu")
+    for b, v in st.shared_buffers.items():
+        if not torch.equal(host.get_buffer(b).cpu(), v.cpu()):
+            raise ReplicaError(f"buffer '{b}' changed during the batched fit but {type(host).__name__}.replica_buffers does not name it: "
+                               f"the replicas would have shared it")
+    params = {id(P): (p, n) for p, ps in st.leaves.items() for n, P in ps.items()}
+    for k, m in enumerate(st.models):
+        m.to(dev)
+        for p, ps in st.leaves.items():
+            own = dict(_get(m, p).named_parameters())
+            for n, P in ps.items(): own[n].copy_(_to_layer(_get(host, p), n, P)[k])
+        for b, v in st.stacked_buffers.items(): m.get_buffer(b).copy_(host.get_buffer(b)[k])
+        for name, opt in getattr(host, "optimizers", {}).items():
+            mine = m.optimizers[name]
+            mine.state.clear()
+            for g, g_mine in zip(opt.param_groups, mine.param_groups):
+                g_mine.update({kk: v for kk, v in g.items() if kk != "params"})
+                for P in g["params"]:
+                    if P not in opt.state: continue
+                    p, n = params[id(P)]
+                    q = dict(_get(m, p).named_parameters())[n]
+                    mine.state[q] = {key: _to_layer(_get(host, p), n, v)[k].clone() if isinstance(v, Tensor) and v.shape == P.shape else
+                                     (v.clone() if isinstance(v, Tensor) else v) for key, v in opt.state[P].items()}
+        if isinstance(host, GenerativeModel):
+            m.history.rows = [dict(r) for r in host.history.rows]
+            for a, v in vars(host).items():
+                if isinstance(v, _PLAIN) and not a.startswith("_") and a != "training": setattr(m, a, v)
+        m.train(host.training)
+    return st.models
+
+# %% ../nbs/00_core.ipynb #ac7cbfaf
+class _ReplicaGuard(Callback):
+    "Stop a batched fit whose step drew from torch's global generator outside the replica-aware draws."
+    order = -20
+    def before_fit(self, loop): self.state = torch.get_rng_state()
+    def after_step(self, loop):
+        if not torch.equal(torch.get_rng_state(), self.state):
+            raise ReplicaError(f"{type(loop.model).__name__}.train_step drew random numbers from torch's global generator outside "
+                               f"torch.randn/rand/randint/multinomial (e.g. dropout, Tensor.normal_, Gumbel noise): the replicas "
+                               f"would share that stream. Train this family with parallel='processes'.")
+
+# %% ../nbs/00_core.ipynb #92749bb2
+class ReplicaList(list):
+    "The K fitted models of `fit_replicas` in the order of `seeds`, with the path that trained them and its wall time."
+    def __init__(self, models, seeds, path: str, reason: str | None, seconds: float):
+        super().__init__(models)
+        self.seeds, self.path, self.reason, self.seconds = list(seeds), path, reason, seconds
+    def __repr__(self) -> str:
+        names = sorted({type(m).__name__ for m in self})
+        return f"ReplicaList({len(self)} x {'/'.join(names)}, seeds={self.seeds}, path={self.path!r}, {self.seconds:.1f} s)"
+
+PARALLEL_PATHS = ("auto", "batched", "processes", "sequential")
+
+def _check_builder(make_model):
+    "`make_model` must build a model each time it is called (a class or a function), not be a model."
+    if isinstance(make_model, nn.Module) or not callable(make_model):
+        raise TypeError(f"argument 'make_model': expected a function that builds an unfitted model (e.g. lambda: GAN(2), or the "
+                        f"class), received {_describe(make_model)[:80]}")
+
+def _check_seeds(seeds) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise TypeError(f"argument 'seeds': expected a list of ints, received {_describe(seeds)}")
+    seeds = [check_int(s, f"seeds[{i}]", min=0, max=2**32 - 1) for i, s in enumerate(seeds)]
+    if not seeds: raise ValueError("argument 'seeds': expected at least one seed (K >= 1), received an empty list")
+    dup = sorted({s for s in seeds if seeds.count(s) > 1})
+    if dup: raise ValueError(f"argument 'seeds': expected distinct seeds (a repeated seed is the same run twice), received {seeds} (repeats: {dup})")
+    return seeds
+
+_JOB: tuple | None = None   # what forked workers read: (models, their streams, seeds, data, steps, fit kwargs, folder)
+
+def _fit_in_worker(k: int) -> tuple[str, Tensor]:
+    "One replica in a worker process, on one thread: the model built after its seed, fitted from the stream it left; saved to the job's folder."
+    models, states, seeds, data, steps, kw, folder = _JOB
+    torch.set_num_threads(1)
+    try:
+        m = models[k]; torch.set_rng_state(states[k])
+        m.fit(*data, steps=steps, seed=seeds[k], progress=False, **kw)
+        return str(m.save(Path(folder) / f"replica{k}.pt")), torch.get_rng_state()
+    except Exception as e:
+        raise RuntimeError(f"replica {k} (seed {seeds[k]}): {type(e).__name__}: {e}") from None
+
+def _fit_processes(models, cpu_states, seeds, data, steps, kw, workers: int, progress: bool) -> list:
+    global _JOB
+    import multiprocessing as mp
+    from tqdm.auto import tqdm
+    with tempfile.TemporaryDirectory(prefix="invgen_replicas_") as folder:
+        _JOB = (models, cpu_states, seeds, data, steps, kw, folder)
+        try:
+            with mp.get_context("fork").Pool(workers) as pool:
+                done = list(tqdm(pool.imap(_fit_in_worker, range(len(seeds))), total=len(seeds), desc="replicas", disable=not progress))
+        finally: _JOB = None
+        with torch.random.fork_rng(devices=[]):   # rebuilding from the config draws initial weights: keep the caller's stream
+            out = [type(m).load(p) for m, (p, _) in zip(models, done)]
+    torch.set_rng_state(done[-1][1])
+    return out
+
+def _fit_batched(models, seeds, cpu_states, cuda_states, data, steps, kw, progress: bool) -> list:
+    global _ACTIVE_REPLICAS
+    st = stack_replicas(models)
+    _ACTIVE_REPLICAS = _Replicas(seeds, cpu_states, cuda_states)
+    try:
+        with _replica_random():
+            st.host.fit(*data, steps=steps, progress=progress, seed=seeds[0], callbacks=[_ReplicaGuard()], **kw)
+        final = _ACTIVE_REPLICAS.cpu_states[-1]
+    finally:
+        _ACTIVE_REPLICAS = None
+    torch.set_rng_state(final)   # as after K single runs one after the other: the last replica's stream
+    return unstack_replicas(st)
+
+def fit_replicas(make_model: Callable[[], "GenerativeModel"], seeds: Sequence[int], *data, steps: int | None = None,
+                 progress: bool = False, parallel: str = "auto", workers: int | None = None, verbose: bool = True,
+                 **fit_kwargs) -> ReplicaList:
+    """Train one replica per seed of the model `make_model()` builds, on the same `data`; return the fitted models in the
+    order of `seeds`. Replica i equals `set_seed(seeds[i]); make_model().fit(*data, steps=steps, seed=seeds[i])` (weights,
+    data order and latent draws from that seed alone). `parallel`: 'auto' (batched where the family allows it, else worker
+    processes), 'batched', 'processes' or 'sequential'; `workers` caps the processes (default: one per core)."""
+    _check_builder(make_model)
+    seeds, parallel = _check_seeds(seeds), check_choice(parallel, "parallel", PARALLEL_PATHS)
+    for bad in ("seed", "callbacks"):
+        if bad in fit_kwargs:
+            raise TypeError(f"argument '{bad}': fit_replicas sets each replica's seed from 'seeds' and takes no callbacks "
+                            f"(K replicas cannot share one callback's state); received {bad}={_describe(fit_kwargs[bad])}")
+    workers = min(len(seeds), os.cpu_count() or 1) if workers is None else check_int(workers, "workers", min=1)
+    device = torch.device(fit_kwargs["device"]) if fit_kwargs.get("device") is not None else get_device()
+    start, models, cpu_states, cuda_states = time.time(), [], [], []
+    for i, s in enumerate(seeds):
+        set_seed(s); m = make_model()
+        if not isinstance(m, GenerativeModel):
+            raise TypeError(f"argument 'make_model': expected it to return an invgen_lit model (a GenerativeModel), received {_describe(m)}")
+        if m.global_step: raise ValueError(f"argument 'make_model': expected unfitted models, but replica {i} has already trained {m.global_step} steps")
+        models.append(m); cpu_states.append(torch.get_rng_state())
+        if device.type == "cuda": cuda_states.append(torch.cuda.get_rng_state(device))
+    reason = replica_obstacle(models[0])
+    if reason is None and len(models) > 1:
+        try: _check_same_architecture(models)
+        except ReplicaError as e: reason = str(e)
+    if parallel == "batched" and reason: raise ReplicaError(f"argument 'parallel': 'batched' was asked for, but {reason}")
+    if parallel == "auto":
+        parallel = ("batched" if reason is None else "processes" if workers > 1 and device.type == "cpu" else "sequential") \
+            if len(seeds) > 1 else "sequential"
+    if parallel == "processes" and device.type == "cuda": raise ReplicaError("argument 'parallel': worker processes cannot share a CUDA device; use 'batched' or 'sequential'")
+    if parallel == "batched": models = _fit_batched(models, seeds, cpu_states, cuda_states or None, data, steps, fit_kwargs, progress)
+    elif parallel == "processes": models = _fit_processes(models, cpu_states, seeds, data, steps, fit_kwargs, workers, progress)
+    else:
+        for m, s, state in zip(models, seeds, cpu_states):
+            torch.set_rng_state(state); m.fit(*data, steps=steps, seed=s, progress=progress, **fit_kwargs)
+    out = ReplicaList(models, seeds, parallel, reason, time.time() - start)
+    if verbose:
+        why = f" ({reason})" if reason and parallel != "batched" else ""
+        print(f"fit_replicas: {len(out)} x {type(out[0]).__name__}, path '{parallel}'{why}, {out.seconds:.1f} s")
+    return out
+
+# %% ../nbs/00_core.ipynb #f424ead8
+def replica_benchmark(make_model: Callable[[], "GenerativeModel"], *data, ks: Sequence[int] = (1, 2, 4, 8), steps: int = 100,
+                      repeats: int = 3, **fit_kwargs) -> pd.DataFrame:
+    "Replica-steps per second of `fit_replicas` (batched) for each K in `ks` and of one single run, on one thread; best of `repeats`."
+    ks = [check_int(k, "ks[]", min=1) for k in ks]
+    steps, repeats = check_int(steps, "steps", min=1), check_int(repeats, "repeats", min=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    best = {("single", 1): 0.0} | {("batched", k): 0.0 for k in ks if k > 1}
+    try:
+        for _ in range(repeats):      # interleaved, so that a slow spell of a shared machine hits every K alike
+            for path, k in best:
+                t = time.perf_counter()
+                if path == "single": set_seed(1); make_model().fit(*data, steps=steps, seed=1, progress=False, **fit_kwargs)
+                else: fit_replicas(make_model, list(range(1, k + 1)), *data, steps=steps, parallel="batched", verbose=False, **fit_kwargs)
+                best[path, k] = max(best[path, k], k * steps / (time.perf_counter() - t))
+    finally:
+        torch.set_num_threads(threads)
+    one = best["single", 1]
+    return pd.DataFrame([{"K": k, "path": p, "replica-steps/s": r, "speed-up": r / one} for (p, k), r in best.items()])
+
+# %% ../nbs/00_core.ipynb #ed390803
+CACHE_FORMAT = "invgen_lit.cache/1"
+
+def cache_dir() -> Path:
+    "The fitted-model cache: `INVGEN_CACHE`, else `.invgen_cache` in the project that holds the working directory, else ~/.cache/invgen_lit."
+    if os.environ.get("INVGEN_CACHE"): return Path(os.environ["INVGEN_CACHE"]).expanduser()
+    for d in [Path.cwd(), *Path.cwd().parents]:
+        if (d / "settings.ini").is_file() and (d / "invgen_lit").is_dir(): return d / ".invgen_cache"
+    return Path.home() / ".cache" / "invgen_lit"
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    "The library's version, a hash of its source files and torch's version: what else, besides a model's settings, decides a fit."
+    import hashlib, invgen_lit
+    h = hashlib.sha256()
+    for f in sorted(Path(invgen_lit.__file__).parent.glob("*.py")): h.update(f.name.encode()); h.update(f.read_bytes())
+    return f"invgen_lit {invgen_lit.__version__} source {h.hexdigest()[:12]} torch {torch.__version__}"
+
+def _fingerprint(x) -> Any:
+    "A JSON-able summary of a fit argument: tensors and arrays by shape, dtype and a hash of their bytes."
+    import hashlib
+    if isinstance(x, np.ndarray): x = torch.from_numpy(x)
+    if isinstance(x, Tensor):
+        t = x.detach().cpu().contiguous()
+        return {"tensor": list(t.shape), "dtype": str(t.dtype), "sha256": hashlib.sha256(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()}
+    if isinstance(x, pd.DataFrame):
+        return {"dataframe": list(map(str, x.columns)), "rows": len(x), "sha256": hashlib.sha256(pd.util.hash_pandas_object(x, index=True).values.tobytes()).hexdigest()}
+    if isinstance(x, (list, tuple)): return [_fingerprint(v) for v in x]
+    if isinstance(x, dict): return {str(k): _fingerprint(v) for k, v in x.items()}
+    if isinstance(x, _CONFIG_TYPES): return x
+    raise TypeError(f"cached_fit: cannot key an argument of type {type(x).__name__} ({_describe(x)}); pass tensors, arrays, "
+                    f"data frames, numbers or strings")
+
+def cache_key(model: "GenerativeModel", data: Sequence, seed: int, steps: int, fit_kwargs: dict) -> dict:
+    "Everything that decides the fitted weights of `model` (unfitted) trained on `data` from `seed` for `steps`."
+    cls = type(model)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": _fingerprint(model.config), "data": _fingerprint(list(data)),
+            "seed": seed, "steps": steps, "fit": _fingerprint(fit_kwargs)}
+
+def _cache_paths(key: dict, folder: Path) -> tuple[Path, Path]:
+    import hashlib, json
+    name = key["class"].rsplit(".", 1)[-1] + "-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return folder / f"{name}.pt", folder / f"{name}.json"
+
+def _cache_lookup(key: dict, folder: Path, cls: type):
+    "The cached model for `key`, or None (with a warning when an entry is there but cannot be used)."
+    import json, warnings
+    pt, meta = _cache_paths(key, folder)
+    if not pt.exists(): return None
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        if info.get("format") != CACHE_FORMAT or info.get("key") != key:
+            warnings.warn(f"cache entry '{pt.name}' does not hold this configuration: re-training"); return None
+        if info.get("version") != code_version():
+            warnings.warn(f"cache entry '{pt.name}' was fitted by other code ({info.get('version')}; now {code_version()}): re-training")
+            return None
+        with torch.random.fork_rng(devices=[]):    # rebuilding from the config draws weights: keep the caller's stream
+            model = cls.load(pt)
+    except Exception as e:   # a truncated or foreign file, unreadable JSON: never loaded, re-trained
+        warnings.warn(f"cache entry '{pt.name}' cannot be read ({type(e).__name__}: {str(e)[:120]}): re-training")
+        return None
+    model.fit_seconds, model.cache_hit = float(info.get("fit_seconds", float("nan"))), True
+    return model
+
+def _cache_store(model, key: dict, folder: Path, seconds: float) -> Path | None:
+    "Write `model` and its key atomically; a folder that cannot be written is a warning, not an error."
+    import json, warnings
+    pt, meta = _cache_paths(key, folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(pt)
+        info = {"format": CACHE_FORMAT, "key": key, "version": code_version(), "fit_seconds": seconds}
+        fd, tmp = tempfile.mkstemp(prefix=f".{meta.name}.", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f: json.dump(info, f, indent=1, sort_keys=True)
+        os.replace(tmp, meta)
+        return pt
+    except OSError as e:
+        warnings.warn(f"the model cache '{folder}' is not writable ({type(e).__name__}: {e}): the model is fitted but not cached")
+        return None
+
+def cached_fit(make_model: Callable[[], "GenerativeModel"], *data, seed: int = 0, steps: int | None = None,
+               cache: str | os.PathLike | None = None, **fit_kwargs) -> "GenerativeModel":
+    """`set_seed(seed); make_model().fit(*data, steps=steps, seed=seed, **fit_kwargs)`, or the model a previous call with the
+    same configuration left in the cache (`cache`, default `cache_dir()`). The model carries `cache_hit` and `fit_seconds`
+    (of the original fit)."""
+    _check_builder(make_model)
+    seed = set_seed(seed)
+    model = make_model()
+    if not isinstance(model, GenerativeModel):
+        raise TypeError(f"argument 'make_model': expected it to return an invgen_lit model (a GenerativeModel), received {_describe(model)}")
+    if "callbacks" in fit_kwargs: raise TypeError("argument 'callbacks': cached_fit takes no callbacks (a cached model would skip them)")
+    state = torch.get_rng_state()
+    steps = by_profile(**model.steps_by_profile) if steps is None else check_int(steps, "steps", min=0)
+    key, folder = cache_key(model, data, seed, steps, {k: v for k, v in fit_kwargs.items() if k != "progress"}), Path(cache) if cache is not None else cache_dir()
+    hit = _cache_lookup(key, folder, type(model))
+    if hit is not None: return hit
+    torch.set_rng_state(state)          # the lookup may not move the stream the fit draws from
+    t = time.perf_counter()
+    model.fit(*data, steps=steps, seed=seed, **({"progress": False} | fit_kwargs))
+    model.fit_seconds, model.cache_hit = time.perf_counter() - t, False
+    _cache_store(model, key, folder, model.fit_seconds)
+    return model
 
 # %% ../nbs/00_core.ipynb #c7e17b7d
 CLAIMS_MIME = "application/vnd.invgen.claims+json"

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import (EMA, GenerativeModel, _describe, batch_randn, global_mean, by_profile, check_betas, check_data_shape, check_images, check_float, check_int,
+from .core import (EMA, GenerativeModel, _describe, batch_randn, global_mean, replica_rows, by_profile, check_betas, check_data_shape, check_images, check_float, check_int,
                              check_labels, check_tensor)
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
@@ -24,14 +24,14 @@ __all__ = ['latent_scale', 'scaled_entropy', 'LatentTrace', 'mse_encoder_loss', 
 # %% ../nbs/51_dlsgan.ipynb #e4c7be2d
 def latent_scale(v: Tensor) -> Tensor:
     "Eq. 32: s = sqrt(d_z v) / ||sqrt(v)||_2, so that sum_i s_i^2 = d_z (all ones when every v_i is equal)."
-    v = check_tensor(v, "v", ndim=1, min_rows=1)
+    v = check_tensor(v, "v", ndim=(1, 2), min_rows=1)   # (K, d_z) for K replicas trained as one: one s per replica
     if (v < 0).any(): raise ValueError(f"argument 'v': expected non-negative variances, received min {float(v.min()):.3g}")
-    return (len(v) * v).sqrt() / v.sqrt().norm().clamp_min(1e-30)
+    return (v.shape[-1] * v).sqrt() / v.sqrt().norm(dim=-1, keepdim=True).clamp_min(1e-30)
 
 def scaled_entropy(s: Tensor) -> float:
     "Differential entropy of s o Z for Z ~ N(0, I): sum_i log(s_i sqrt(2 pi e)) = h(Z) + sum_i log s_i (the Lemma of Sec. 3.2)."
-    s = check_tensor(s, "s", ndim=1, min_rows=1)
-    return float((s.double().clamp_min(1e-300).log() + 0.5 * math.log(2 * math.pi * math.e)).sum())
+    s = check_tensor(s, "s", ndim=(1, 2), min_rows=1)   # (K, d_z) for K replicas trained as one: their mean entropy
+    return float((s.double().clamp_min(1e-300).log() + 0.5 * math.log(2 * math.pi * math.e)).sum(-1).mean())
 
 class LatentTrace(nn.Module):
     "The traced latent variance v (Eq. 31): an EMA of E(G(z o s))^2 over rows and steps; `s` is Eq. 32 of it."
@@ -43,7 +43,7 @@ class LatentTrace(nn.Module):
     @torch.no_grad()
     def update(self, z_pred: Tensor):
         "Algorithm 2, lines 10, 17, 18: v <- decay v + (1 - decay) mean over rows of z'^2."
-        z_pred = check_tensor(z_pred, "z_pred", ndim=2, shape=(None, len(self.v)), min_rows=1)
+        z_pred = check_tensor(z_pred, "z_pred", ndim=2, shape=(None, self.v.shape[-1]), min_rows=1)
         self.v.lerp_(global_mean(z_pred.detach().pow(2)), 1 - self.decay)   # over all processes
 
     @property
@@ -72,6 +72,8 @@ class InversionGAN(GenerativeModel):
     log_var_head: bool = False     # InfoGAN: D* also predicts log-variances
     n_adv: int = 1                 # adversarial outputs of D* (AEDLSGAN: one per class, the CAGAN loss)
     encoder_in_d: bool = True      # D* predicts the latent (VAEGAN of notebook 53 keeps a separate encoder)
+    batched_replicas = True        # K seeds train as one computation (`fit_replicas`), each with its own traced v
+    replica_buffers = ("trace.v",)
 
     def __init__(self, data_shape=2, latent_dim: int = 1024, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
                  channels: int = 32, lambda_enc: float = 1.0, enc_in_g: bool = True, r1: float = 10.0, lr: float = 3e-3,
@@ -119,7 +121,7 @@ class InversionGAN(GenerativeModel):
     def generate(self, z: Tensor, use_ema: bool = False) -> Tensor:
         "G(z o s) for unscaled latents z (s = 1 without a dynamic scale)."
         G = self.G_ema if use_ema and self.G_ema is not None else self.G
-        return G(z * self.latent_scale if self.uses_scale else z)
+        return G(z * replica_rows(self.latent_scale, z) if self.uses_scale else z)
 
     @torch.no_grad()
     def decode(self, z: Tensor, use_ema: bool = True) -> Tensor:
@@ -192,7 +194,7 @@ class InversionGAN(GenerativeModel):
 class DLSGAN(InversionGAN):
     "Dynamic Latent Scale GAN (Sec. 3.2, Eq. 31-35, Algorithm 2): G generates from z o s, L_enc is Eq. 33."
     uses_scale = True
-    def encoder_loss(self, z, z_pred, log_var): return dls_encoder_loss(z, z_pred, self.trace.s)
+    def encoder_loss(self, z, z_pred, log_var): return dls_encoder_loss(z, z_pred, replica_rows(self.trace.s, z))
 
 class MSEGAN(InversionGAN):
     "GAN with the encoder in D* trained by plain MSE (Eq. 15, 17, 18)."
@@ -262,7 +264,7 @@ class AEDLSGAN(DLSGAN):
     def fake_condition(self, z: Tensor) -> Tensor:
         "Eq. 36: one-hot of argmax((z o s) w + b)."
         return F.one_hot(self.classify_latent(z), self.n_classes).float()
-    def classify_latent(self, z: Tensor) -> Tensor: return ((z * self.trace.s) @ self.w + self.b).argmax(1)
+    def classify_latent(self, z: Tensor) -> Tensor: return ((z * replica_rows(self.trace.s, z)) @ self.w + self.b).argmax(1)
     def d_adv_loss(self, a_r, c_r, a_f, c_f): return cagan_d_loss(a_r, c_r, a_f, c_f)
     def g_adv_loss(self, a_f, c_f): return cagan_g_loss(a_f, c_f)
     def r1_logit(self, a_r, c_r): return (a_r * c_r).sum(1)

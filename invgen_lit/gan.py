@@ -116,6 +116,7 @@ def cagan_g_loss(fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
 class GAN(GenerativeModel):
     "Vanilla GAN on vectors: MLP generator (output activation `out_act`) and discriminator, loss 'ns' | 'wgan-gp' | 'hinge', R1/R2 penalties, EMA generator."
     steps_by_profile = {"smoke": 40, "docs": 10_000, "full": 200_000}
+    batched_replicas = True    # every step is row-wise: K seeds train as one computation (`fit_replicas`)
 
     def __init__(self, data_dim: int = 2, latent_dim: int = 2, loss: str = "ns", hidden: Sequence[int] = (256, 256, 256, 256),
                  lr: float = 1e-3, betas: Sequence[float] = (0.0, 0.99), weight_decay: float = 1e-4, r1: float = 0.0,

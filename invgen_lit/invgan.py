@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 from torch.func import functional_call
 
-from .core import (GenerativeModel, check_data_shape, check_float, check_int, check_tensor, _describe)
+from .core import (GenerativeModel, by_replica, check_data_shape, check_float, check_int, check_tensor, _describe)
 from .density import exact_jacobian, standard_normal_log_prob
 from .gan import GAN
 from .metrics import bits_per_dim, revised_bits_per_dim
@@ -139,8 +139,9 @@ def _hs_objective(self: InvGAN, x: Tensor) -> dict:
     z = self.H(x)
     mu, sig = self.G(z), self.sigma(z)
     loglik = gaussian_log_prob(x, mu, sig).mean()
-    m, s2 = z.mean(0), z.var(0)                      # the empirical q(z|x): batch mean and variance of h(x)
-    kl = 0.5 * (m.pow(2) + s2 - 1 - s2.log()).sum()
+    zb = by_replica(z)                               # (1, B, d); (K, B, d) when K replicas train as one
+    m, s2 = zb.mean(1), zb.var(1)                    # the empirical q(z|x): batch mean and variance of h(x)
+    kl = 0.5 * (m.pow(2) + s2 - 1 - s2.log()).sum(-1).mean()
     return {"loglik": loglik, "kl": kl, "L_hs": loglik - kl}
 
 def _latent_loss(self: InvGAN, z: Tensor) -> Tensor:
@@ -241,6 +242,7 @@ class RealNVP(GenerativeModel):
     "Baseline: a RealNVP-style flow (affine couplings, alternating masks, tanh-bounded scales) trained by maximum likelihood."
     log_prob_kind = "exact"     # a normalised density in data space, computed exactly
     steps_by_profile = {"smoke": 30, "docs": 10_000, "full": 100_000}
+    batched_replicas = True
 
     def __init__(self, dim: int = 6, n_layers: int = 6, hidden: Sequence[int] = (64, 64), lr: float = 1e-3, batch_size: int = 64):
         super().__init__()

@@ -208,6 +208,7 @@ class IResNet(GenerativeModel):
     10 blocks invertible on the 2-D toys at 3,000 steps (notebook 40, section 5). `logdet` defaults to exact for D <= 16."""
     steps_by_profile = {"smoke": 20, "docs": 2000, "full": 20000}
     batch_size = 256
+    batched_replicas = True    # with `lipschitz`, spectral normalisation's power iteration has no grouped form (processes then)
 
     def __init__(self, data_shape=2, n_blocks: int = 10, hidden: Sequence[int] = (64, 64), act: str = "elu",
                  lipschitz: float | None = None, gamma: float = 10.0, logdet: str | None = None, n_terms: int = 10,

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import check_tensor, check_int, check_float, check_choice, _describe
+from .core import check_tensor, check_int, check_float, check_choice, _describe, GroupedLinear, REPLICA_LAYERS, replica_count
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'EqualLinear', 'EqualConv2d', 'MinibatchStd', 'activation', 'linear_layer', 'MLP', 'conv_layer',
-           'ConvGenerator', 'ConvDiscriminator', 'generator_and_discriminator', 'last_linear', 'forward_with_features',
-           'ConcatLinear', 'ConcatSquashLinear', 'ODEFunc']
+__all__ = ['ACTIVATIONS', 'EqualLinear', 'grouped_equal_linear', 'EqualConv2d', 'MinibatchStd', 'activation', 'linear_layer',
+           'MLP', 'conv_layer', 'ConvGenerator', 'ConvDiscriminator', 'generator_and_discriminator', 'last_linear',
+           'forward_with_features', 'ConcatLinear', 'ConcatSquashLinear', 'ODEFunc']
 
 # %% ../nbs/02_nn.ipynb #abf58e85
 class EqualLinear(nn.Module):
@@ -43,6 +43,15 @@ class EqualLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, scale={self.scale:.4g}"
+
+# %% ../nbs/02_nn.ipynb #4c54809d
+def grouped_equal_linear(layers) -> GroupedLinear:
+    "K `EqualLinear` layers as one `GroupedLinear` (the run-time scales kept), for batched replicas."
+    l = layers[0]
+    return GroupedLinear(torch.stack([m.weight.detach() for m in layers]),
+                         torch.stack([m.bias.detach() for m in layers]) if l.bias is not None else None, l.scale, l.lr_mul)
+
+REPLICA_LAYERS[EqualLinear] = grouped_equal_linear
 
 # %% ../nbs/02_nn.ipynb #23a1a3e7
 class EqualConv2d(nn.Module):
@@ -85,7 +94,7 @@ class MinibatchStd(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = check_tensor(x, "x", ndim=(2, 4), min_rows=1)
-        B, G = x.shape[0], self.group(x.shape[0])
+        B, G = x.shape[0], self.group(x.shape[0] // replica_count())   # in a batched fit: the group size of one replica's batch
         y = x.reshape(G, B // G, *x.shape[1:])                    # y[j, g] = x[j * B//G + g]: stride grouping
         std = (y.var(dim=0, unbiased=False) + self.eps).sqrt()    # (B//G, *features)
         s = std.flatten(1).mean(1)                                 # one number per group
@@ -255,7 +264,7 @@ def generator_and_discriminator(data_shape: Sequence[int], g_in: int, d_out: int
 # %% ../nbs/02_nn.ipynb #3fdb1d33
 def last_linear(net: nn.Module) -> nn.Module:
     "The last module of `net` with a 2-D weight: the layer that maps the penultimate activations to the outputs."
-    layers = [m for m in net.modules() if isinstance(getattr(m, "weight", None), Tensor) and m.weight.ndim == 2]
+    layers = [m for m in net.modules() if isinstance(getattr(m, "weight", None), Tensor) and (m.weight.ndim == 2 or getattr(m, "grouped", False))]
     if not layers: raise ValueError(f"argument 'net': expected a network with a linear last layer, received {type(net).__name__}")
     return layers[-1]
 

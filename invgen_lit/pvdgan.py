@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .core import EMA, batch_randn, check_float, check_tensor
+from .core import EMA, batch_randn, check_float, check_tensor, replica_rows
 from .dlsgan import DLSGAN, InversionGAN, dls_encoder_loss
 from .gan import ADVERSARIAL_LOSSES, grad_norm_sq
 from .nn import forward_with_features, generator_and_discriminator
@@ -55,19 +55,19 @@ class PVDGAN(DLSGAN):
         out_r, y_r = forward_with_features(self.D, real)
         a_r, z_r, _ = self._split(out_r)
         a_f, z_pred, _ = self._split(self.D(fake))
-        out = {"d_adv": d_loss(a_r, a_f), "enc_d": dls_encoder_loss(z, z_pred, s)}
+        out = {"d_adv": d_loss(a_r, a_f), "enc_d": dls_encoder_loss(z, z_pred, replica_rows(s, z))}
         total = out["d_adv"] + self.lambda_enc * out["enc_d"]
         if self.r1 > 0: out["r1"] = grad_norm_sq(a_r, real).mean(); total = total + self.r1 * out["r1"]
         self.optimizers["D"].zero_grad(set_to_none=True); total.backward(); self.optimizers["D"].step()
         v_rows = [z_pred.detach()]                                                           # line 10
         # lines 11-18: half the generator batch from Z_x (Eq. 38), half from Z
-        z_x = pvd_latent(z_r[:h].detach(), self.trace.v, batch_randn(h, self.latent_dim, device=x.device))
+        z_x = pvd_latent(z_r[:h].detach(), replica_rows(self.trace.v, z_r[:h]), batch_randn(h, self.latent_dim, device=x.device))
         z = torch.cat([z_x, batch_randn(B - h, self.latent_dim, device=x.device)])
         self.D.requires_grad_(False)
         out_f, y_f = forward_with_features(self.D, self.generate(z))
         a_f, z_pred, _ = self._split(out_f)
         g_adv = g_loss(a_f)
-        l_enc = dls_encoder_loss(z[h:], z_pred[h:], s)                                        # line 15
+        l_enc = dls_encoder_loss(z[h:], z_pred[h:], replica_rows(s, z[h:]))                   # line 15
         l_rec = perceptual_loss(y_r[:h].detach(), y_f[:h])                                    # line 16
         total = g_adv + self.lambda_enc * l_enc + self.lambda_rec * l_rec                     # Eq. 41
         self.optimizers["G"].zero_grad(set_to_none=True); total.backward(); self.optimizers["G"].step()

@@ -163,6 +163,9 @@ class KDEGAN(GAN):
     "Seed 002, Algorithm 2: a GAN whose latent prior is a KDE over codes reversed from real data while it trains; `prior='normal'` is the vanilla GAN with the same networks."
     steps_by_profile = {"smoke": 10, "docs": 1500, "full": 20_000}
     log_prob_kind = "latent"    # the prior density of the reversed code, not a density of x
+    # prior='normal' is the vanilla GAN's step; the KDE prior reverses each batch for a data-dependent number of steps
+    batched_replicas = property(lambda self: self.prior == "normal")
+    replica_limit = "with prior='kde' each batch is reversed until an MMD test passes, a per-replica number of steps"
 
     def __init__(self, data_shape=(1, 16, 16), latent_dim: int = 32, prior: str = "kde", hidden: Sequence[int] = (256, 256, 256),
                  rel_bandwidth: float = 0.3, background: float = 0.1, bank: int = 1024, reversal_lr: float = 10.0,
