@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBS ?= $(sort $(wildcard nbs/*.ipynb))
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+# pytest-xdist: JOBS workers, each notebook (and each test file, whose fixtures are per module) kept on one worker;
+# one thread per worker so that JOBS workers share JOBS cores
+XDIST := $(if $(filter 1,$(JOBS)),-p no:xdist,-n $(JOBS) --dist loadfile)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
@@ -49,10 +52,10 @@ check-sync: install
 
 # the tests never see a populated fitted-model cache: each run gets an empty one
 test-nbs: install
-	INVGEN_CACHE=$$(mktemp -d) INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(NBS)
+	OMP_NUM_THREADS=1 INVGEN_CACHE=$$(mktemp -d) INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env $(NBS)
 
 test-py: install
-	INVGEN_CACHE=$$(mktemp -d) INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider tests --durations=15
+	OMP_NUM_THREADS=1 INVGEN_CACHE=$$(mktemp -d) INVGEN_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) tests --durations=15
 
 test: install
 	@start=$$(date +%s); \

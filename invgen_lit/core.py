@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
@@ -196,7 +197,9 @@ def by_replica(x: Tensor) -> Tensor:
     "Interleaved rows (N, ...) as (K, N // K, ...): replica k's rows in x[k]; (1, N, ...) outside a batched fit."
     k = replica_count()
     if len(x) % k: raise ReplicaError(f"a batch of {len(x)} rows cannot be split over {k} replicas")
-    return x.reshape(len(x) // k, k, *x.shape[1:]).transpose(0, 1)
+    if k == 1: return x[None]
+    # contiguous, so that a reduction over one replica's rows runs in the order it runs in a single run
+    return x.reshape(len(x) // k, k, *x.shape[1:]).transpose(0, 1).contiguous()
 
 def replica_rows(v: Tensor, x: Tensor) -> Tensor:
     "A per-model tensor `v` made to broadcast against the rows of `x`: `v` itself in a single run; in a batched fit `v` holds one slice per replica (K, ...) and row b K + k gets slice k."
@@ -774,49 +777,75 @@ def _replica_random():
     finally:
         for n, f in saved.items(): setattr(torch, n, f)
 
+@contextlib.contextmanager
+def _replica_backward(params: Iterable[Tensor]):
+    """Within the block, a scalar loss's backward pass starts from K (not 1), and so does `torch.autograd.grad` of a
+    scalar with respect to the stacked parameters: a mean over the K B interleaved rows then hands each row 1/B, its
+    share in a single run. Gradients with respect to data (R1's) are left alone."""
+    k, ids = replica_count(), {id(p) for p in params}
+    backward, grad = torch.Tensor.backward, torch.autograd.grad
+    def scaled_backward(self, gradient=None, *args, **kwargs):
+        if gradient is None and self.numel() == 1: gradient = torch.full_like(self, k)
+        return backward(self, gradient, *args, **kwargs)
+    def scaled_grad(outputs, inputs, grad_outputs=None, *args, **kwargs):
+        ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        hits = [id(t) in ids for t in ins]
+        if grad_outputs is None and any(hits):
+            if not all(hits): raise ReplicaError("torch.autograd.grad with respect to stacked weights and other tensors at once")
+            outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+            if all(o.numel() == 1 for o in outs): grad_outputs = [torch.full_like(o, k) for o in outs]
+        return grad(outputs, inputs, grad_outputs, *args, **kwargs)
+    try:
+        torch.Tensor.backward, torch.autograd.grad = scaled_backward, scaled_grad
+        yield
+    finally:
+        torch.Tensor.backward, torch.autograd.grad = backward, grad
+
+
 # %% ../nbs/00_core.ipynb #a8d70e1c
+class _DenseGrad(torch.autograd.Function):
+    "The identity, whose backward pass hands on a contiguous gradient: the sums over rows behind a bias's gradient then run in a single run's order."
+    @staticmethod
+    def forward(ctx, y: Tensor) -> Tensor: return y.view_as(y)
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor: return g.contiguous()
+
+def _dense_grad(y: Tensor) -> Tensor: return _DenseGrad.apply(y) if torch.is_grad_enabled() and y.requires_grad else y
+
 class GroupedLinear(nn.Module):
-    """K linear layers as one: rows b K + k go through layer k. The weights are stored transposed and stacked, `weight`
-    (K, in, out), so that every product is a plain batched matrix product; `weight_scale` and `bias_scale` are run-time
-    multipliers (the equalized learning rate), applied to the inputs rather than to the K weight matrices."""
-    grouped = True
+    """K linear layers as one: `weight` (K, out, in), `bias` (K, out); rows b K + k go through layer k. `weight_scale` and
+    `bias_scale` are run-time multipliers (the equalized learning rate). Every replica's rows see exactly the arithmetic
+    of its own layer: the scaled weight is formed as the layer forms it, wide layers use one batched product (which
+    rounds like the layer's own), and narrow ones (fewer than `narrow` inputs or outputs, where the layer's product takes
+    another kernel) run the layer's own product replica by replica."""
+    grouped, narrow = True, 16
     def __init__(self, weight: Tensor, bias: Tensor | None, weight_scale: float = 1.0, bias_scale: float = 1.0):
         super().__init__()
-        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())            # (K, in, out)
+        self.weight = nn.Parameter(weight.clone())                                    # (K, out, in)
         self.bias = nn.Parameter(bias.clone()) if bias is not None else None          # (K, out)
         self.weight_scale, self.bias_scale = weight_scale, bias_scale
 
     @classmethod
     def from_linear(cls, layers: Sequence[nn.Linear]) -> "GroupedLinear":
-        "K `nn.Linear` layers (out, in) as one."
+        "K `nn.Linear` layers as one."
         return cls(torch.stack([l.weight.detach() for l in layers]),
                    torch.stack([l.bias.detach() for l in layers]) if layers[0].bias is not None else None)
 
     def forward(self, x: Tensor) -> Tensor:
-        K, (n, d) = self.weight.shape[0], x.shape
-        # the run-time scale multiplies the rows, a pass over the activations, rather than the K weight matrices, which
-        # would cost a pass over every weight forward and backward, the larger cost at small batches
-        if self.weight_scale != 1: x = x * self.weight_scale
-        # (K, B, in), replica k's rows, made contiguous: a transposed view would send the backward pass's batched
-        # products down a slow path (ten times slower, measured)
-        xk = x.reshape(n // K, K, d).transpose(0, 1).contiguous()
-        if self.bias is None: y = torch.bmm(xk, self.weight)
-        else: y = torch.baddbmm((self.bias * self.bias_scale if self.bias_scale != 1 else self.bias)[:, None], xk, self.weight)
-        return y.transpose(0, 1).reshape(n, -1)                              # (K, B, out) -> rows b K + k
+        (K, o, i), n = self.weight.shape, len(x)
+        w = self.weight * self.weight_scale if self.weight_scale != 1 else self.weight
+        b = None if self.bias is None else self.bias * self.bias_scale if self.bias_scale != 1 else self.bias
+        xk = x.reshape(n // K, K, i).transpose(0, 1).contiguous()           # (K, B, in): replica k's rows
+        if min(i, o) < self.narrow: y = torch.stack([_dense_grad(F.linear(xk[k], w[k], None if b is None else b[k])) for k in range(K)])
+        elif b is None: y = _dense_grad(torch.bmm(xk, w.transpose(1, 2)))
+        else: y = _dense_grad(torch.baddbmm(b[:, None], xk, w.transpose(1, 2)))
+        return y.transpose(0, 1).reshape(n, o)                               # (K, B, out) -> rows b K + k
 
     def replica_parameters(self) -> dict[str, Tensor]:
         "The stacked parameters under the names one layer gives them."
         return {"weight": self.weight} | ({"bias": self.bias} if self.bias is not None else {})
 
-    def to_layer(self, name: str, t: Tensor) -> Tensor:
-        "A stacked tensor shaped like parameter `name` (a weight, its Adam moments) in one layer's layout: weight (K, out, in)."
-        return t.transpose(1, 2) if name == "weight" else t
-
-    def from_layer(self, name: str, t: Tensor) -> Tensor:
-        "The inverse of `to_layer`."
-        return t.transpose(1, 2).contiguous() if name == "weight" else t
-
-    def extra_repr(self) -> str: return f"replicas={self.weight.shape[0]}, {self.weight.shape[1]}, {self.weight.shape[2]}"
+    def extra_repr(self) -> str: return f"replicas={self.weight.shape[0]}, {self.weight.shape[2]}, {self.weight.shape[1]}"
 
 class VmapLeaf(nn.Module):
     "K copies of any layer as one, by `torch.func.vmap` over its stacked parameters (buffers equal across replicas are shared)."
@@ -889,27 +918,11 @@ def _check_same_architecture(models: Sequence[nn.Module]):
             raise ReplicaError(f"replica {i} has other settings than replica 0 ({', '.join(f'{k}: {u!r} vs {v!r}' for k, (u, v) in list(diff.items())[:3])}); "
                                f"batched replicas share every setting and differ in their seeds")
 
-def _rebuild_optimizer(opt: torch.optim.Optimizer, mapping: dict[int, Tensor], k: int) -> torch.optim.Optimizer:
-    "`opt`'s class and per-group settings over the stacked parameters; gradients are multiplied by K before each step."
+def _rebuild_optimizer(opt: torch.optim.Optimizer, mapping: dict[int, Tensor]) -> torch.optim.Optimizer:
+    "`opt`'s class and per-group settings over the stacked parameters (the same implementation as a single run's, so the same rounding)."
     groups = [{**{kk: v for kk, v in g.items() if kk != "params"}, "params": [mapping[id(p)] for p in g["params"]]} for g in opt.param_groups]
     accepted = inspect.signature(type(opt).__init__).parameters
-    kw = {kk: v for kk, v in opt.defaults.items() if kk in accepted and kk != "params"}
-    # the fused kernel (one pass over each tensor instead of about eight) where this optimiser and device have one
-    if "fused" in accepted and not kw.get("differentiable") and not kw.get("capturable"):
-        try: return _with_grad_times_k(type(opt)([g | {"fused": True, "foreach": None} for g in groups], **(kw | {"fused": True, "foreach": None})), k)
-        except (RuntimeError, ValueError, TypeError): pass
-    return _with_grad_times_k(type(opt)(groups, **kw), k)
-
-def _with_grad_times_k(new: torch.optim.Optimizer, k: int) -> torch.optim.Optimizer:
-    "Register the hook that multiplies each gradient by K before the optimiser steps (the loss averaged over K batches)."
-    def times_k(o, args, kwargs):
-        for g in o.param_groups:
-            for p in g["params"]:
-                if p.grad is None: continue
-                if not p.grad.is_contiguous(): p.grad = p.grad.contiguous()   # fused kernels expect the parameter's layout
-                p.grad.mul_(k)
-    new.register_step_pre_hook(times_k)
-    return new
+    return type(opt)(groups, **{kk: v for kk, v in opt.defaults.items() if kk in accepted and kk != "params"})
 
 def _to_layer(g: nn.Module, name: str, t: Tensor) -> Tensor: return g.to_layer(name, t) if hasattr(g, "to_layer") else t
 def _from_layer(g: nn.Module, name: str, t: Tensor) -> Tensor: return g.from_layer(name, t) if hasattr(g, "from_layer") else t
@@ -965,7 +978,7 @@ def stack_replicas(models: Sequence[nn.Module]) -> StackedReplicas:
             _get(host, owner)._buffers[bname] = stacked[b] = torch.stack([u.detach().clone() for u in vals])
         else: shared[b] = vals[0].detach().clone()
     for name, opt in list(getattr(host, "optimizers", {}).items()):
-        host.optimizers[name] = _rebuild_optimizer(opt, mapping, K)
+        host.optimizers[name] = _rebuild_optimizer(opt, mapping)
         _stack_optimizer_state(host.optimizers[name], [m.optimizers[name] for m in models], back)
     return StackedReplicas(host, models, leaves, stacked, shared)
 
@@ -1076,7 +1089,7 @@ def _fit_batched(models, seeds, cpu_states, cuda_states, data, steps, kw, progre
     st = stack_replicas(models)
     _ACTIVE_REPLICAS = _Replicas(seeds, cpu_states, cuda_states)
     try:
-        with _replica_random():
+        with _replica_random(), _replica_backward(st.host.parameters()):
             st.host.fit(*data, steps=steps, progress=progress, seed=seeds[0], callbacks=[_ReplicaGuard()], **kw)
         final = _ACTIVE_REPLICAS.cpu_states[-1]
     finally:

@@ -79,9 +79,11 @@ def max_diff(a: GenerativeModel, b: GenerativeModel) -> float:
     return max(out)
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_batched_equals_single_runs(family, float64):
-    "Replica i equals set_seed(s_i); make_model().fit(..., seed=s_i): weights, buffers, Adam moments after 20 steps."
+BITWISE = {"GAN (04)", "GAN wgan-gp (04)", "KDE-GAN, normal prior (10)", "RealNVP (20)", "CAGAN (50)", "ACGAN (50)", "CGPGAN (54)",
+           "categorical InfoGAN (54)"}
+
+
+def check_family(family: str, tol: float):
     make, kind = FAMILIES[family]
     X = data(kind)
     reps = fit_replicas(make, SEEDS, *X, steps=20, verbose=False)
@@ -89,8 +91,22 @@ def test_batched_equals_single_runs(family, float64):
     for s, r in zip(SEEDS, reps):
         set_seed(s)
         single = make().fit(*X, steps=20, seed=s, progress=False)
-        assert max_diff(single, r) < 1e-10, (family, s)
+        assert max_diff(single, r) <= tol, (family, s, max_diff(single, r))
         assert r.global_step == single.global_step and len(r.history) == len(single.history)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_batched_equals_single_runs(family):
+    """Replica i equals set_seed(s_i); make_model().fit(..., seed=s_i) after 20 steps in float32: weights, buffers and Adam
+    moments bit for bit for the GANs whose steps average only over rows; within a few units in the last place for those
+    that also reduce a batch statistic (the traced latent variance of notebooks 51 and 53, InvGAN's batch moments)."""
+    check_family(family, 0.0 if family in BITWISE else 2e-6)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_batched_equals_single_runs_float64(family, float64):
+    "The same in float64, where the remaining rounding differences shrink to 1e-16."
+    check_family(family, 1e-12)
 
 
 def test_replicas_are_ordinary_models(tmp_path):
@@ -107,13 +123,14 @@ def test_replicas_are_ordinary_models(tmp_path):
     assert reps[1].global_step == 13 and reps[0].global_step == 10
 
 
-def test_float32_batched_close_to_single_runs():
-    "In float32 the replicas agree with their single runs to rounding at first (a few units in the last place)."
-    X = data("2d")[0]
-    make = lambda: GAN(2, hidden=H, r1=1.0)
-    reps = fit_replicas(make, SEEDS[:2], X, steps=2, verbose=False)
-    set_seed(SEEDS[0]); single = make().fit(X, steps=2, seed=SEEDS[0], progress=False)
-    assert max_diff(single, reps[0]) < 1e-4
+def test_default_gan_bitwise_on_clusters():
+    "The vanilla GAN with its own defaults (4 x 256, R2) on the Gaussian clusters of notebook 04: 5 seeds, bit for bit."
+    from invgen_lit.data import GaussianClusters
+    X = GaussianClusters().sample(1000, seed=0)
+    reps = fit_replicas(lambda: GAN(2), [0, 1, 2, 3, 4], X, steps=20, verbose=False)
+    for s, r in zip(range(5), reps):
+        set_seed(s); single = GAN(2).fit(X, steps=20, seed=s, progress=False)
+        assert max_diff(single, r) == 0, s
 
 
 def test_worker_processes_for_other_models():
