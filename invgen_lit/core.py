@@ -701,7 +701,7 @@ class DiagonalGaussian(GenerativeModel):
         opt.zero_grad(); loss.backward(); opt.step()
         return {"nll": loss}
 
-# %% ../nbs/00_core.ipynb #11069def
+# %% ../nbs/00_core.ipynb #adfe7db3
 def _split_size(args, kwargs, pos: int | None = None) -> tuple[tuple, Callable]:
     "The size of a torch factory call and a function that rebuilds the call's arguments for another first dimension."
     if "size" in kwargs:
@@ -713,6 +713,7 @@ def _split_size(args, kwargs, pos: int | None = None) -> tuple[tuple, Callable]:
     size = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else tuple(args)
     return size, lambda m: ((m, *size[1:]), kwargs)
 
+# %% ../nbs/00_core.ipynb #e315b35f
 def _draw_device(kwargs, like: Tensor | None = None) -> torch.device:
     d = kwargs.get("device")
     return torch.device(d) if d is not None else like.device if like is not None else torch.device("cpu")
@@ -735,6 +736,7 @@ def _each_replica(draw: Callable[[], Tensor], device: torch.device) -> Tensor:
     out = torch.stack(outs, 1)
     return out.reshape(-1, *out.shape[2:])
 
+# %% ../nbs/00_core.ipynb #63f2201b
 def _per_replica(name: str, orig: Callable, kind: str) -> Callable:
     "A replica-aware version of the torch random factory `orig` (`kind`: 'size', 'randint', 'like' or 'multinomial')."
     @functools.wraps(orig)
@@ -763,6 +765,7 @@ _RANDOM_FACTORIES = {"randn": "size", "rand": "size", "randint": "randint", "ran
                      "multinomial": "multinomial"}
 _TORCH_RANDOM = {n: getattr(torch, n) for n in [*_RANDOM_FACTORIES, "randperm"]}   # the originals, whatever is patched later
 
+# %% ../nbs/00_core.ipynb #e23d85b0
 @contextlib.contextmanager
 def _replica_random():
     "Within the block, torch's random factories draw per replica; `randperm` without a generator is refused."
@@ -801,8 +804,7 @@ def _replica_backward(params: Iterable[Tensor]):
     finally:
         torch.Tensor.backward, torch.autograd.grad = backward, grad
 
-
-# %% ../nbs/00_core.ipynb #a8d70e1c
+# %% ../nbs/00_core.ipynb #0cfc76d1
 class _DenseGrad(torch.autograd.Function):
     "The identity, whose backward pass hands on a contiguous gradient: the sums over rows behind a bias's gradient then run in a single run's order."
     @staticmethod
@@ -810,6 +812,7 @@ class _DenseGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: Tensor) -> Tensor: return g.contiguous()
 
+# %% ../nbs/00_core.ipynb #d66b9d20
 def _dense_grad(y: Tensor) -> Tensor: return _DenseGrad.apply(y) if torch.is_grad_enabled() and y.requires_grad else y
 
 class GroupedLinear(nn.Module):
@@ -847,6 +850,7 @@ class GroupedLinear(nn.Module):
 
     def extra_repr(self) -> str: return f"replicas={self.weight.shape[0]}, {self.weight.shape[2]}, {self.weight.shape[1]}"
 
+# %% ../nbs/00_core.ipynb #d96cc7d6
 class VmapLeaf(nn.Module):
     "K copies of any layer as one, by `torch.func.vmap` over its stacked parameters (buffers equal across replicas are shared)."
     grouped = True
@@ -873,7 +877,7 @@ class VmapLeaf(nn.Module):
 
 REPLICA_LAYERS: dict[type, Callable[[Sequence[nn.Module]], nn.Module]] = {nn.Linear: GroupedLinear.from_linear}
 
-# %% ../nbs/00_core.ipynb #c9e5dc1d
+# %% ../nbs/00_core.ipynb #20e0ecb9
 def _get(root: nn.Module, path: str) -> nn.Module: return root.get_submodule(path) if path else root
 
 def _set(root: nn.Module, path: str, module: nn.Module):
@@ -904,6 +908,7 @@ def replica_obstacle(model: nn.Module) -> str | None:
         if isinstance(m, nn.modules.batchnorm._NormBase): return f"layer '{p}' ({type(m).__name__}) mixes the rows of a batch"
     return None
 
+# %% ../nbs/00_core.ipynb #4483b74b
 def _check_same_architecture(models: Sequence[nn.Module]):
     "Batched replicas share every shape and every setting: they differ in their seeds only."
     ref = {k: v.shape for k, v in models[0].state_dict().items() if isinstance(v, Tensor)}
@@ -938,6 +943,7 @@ def _stack_optimizer_state(new: torch.optim.Optimizer, olds: Sequence[torch.opti
             new.state[P] = {key: _from_layer(g, n, torch.stack([s[key] for s in states])) if isinstance(v, Tensor) and v.shape == qs[0].shape
                             else (v.clone() if isinstance(v, Tensor) else v) for key, v in states[0].items()}
 
+# %% ../nbs/00_core.ipynb #2359f42e
 @dataclass
 class StackedReplicas:
     "A host model whose layers hold K replicas, and the map back to the K models."
@@ -947,6 +953,7 @@ class StackedReplicas:
     stacked_buffers: dict   # buffer name -> stacked buffer
     shared_buffers: dict    # buffer name -> value at the start (must not change)
 
+# %% ../nbs/00_core.ipynb #68396479
 def stack_replicas(models: Sequence[nn.Module]) -> StackedReplicas:
     "One host model computing the K `models` as grouped layers (see the section's introduction)."
     models, K = list(models), len(models)
@@ -984,6 +991,7 @@ def stack_replicas(models: Sequence[nn.Module]) -> StackedReplicas:
 
 _PLAIN = (int, float, str, bool, type(None))
 
+# %% ../nbs/00_core.ipynb #29053601
 @torch.no_grad()
 def unstack_replicas(st: StackedReplicas) -> list:
     "Write the host's K replicas back into the K models (weights, per-replica buffers, optimiser states, history, step)."
@@ -1029,7 +1037,7 @@ class _ReplicaGuard(Callback):
                                f"torch.randn/rand/randint/multinomial (e.g. dropout, Tensor.normal_, Gumbel noise): the replicas "
                                f"would share that stream. Train this family with parallel='processes'.")
 
-# %% ../nbs/00_core.ipynb #92749bb2
+# %% ../nbs/00_core.ipynb #bd9f5995
 class ReplicaList(list):
     "The K fitted models of `fit_replicas` in the order of `seeds`, with the path that trained them and its wall time."
     def __init__(self, models, seeds, path: str, reason: str | None, seconds: float):
@@ -1039,6 +1047,7 @@ class ReplicaList(list):
         names = sorted({type(m).__name__ for m in self})
         return f"ReplicaList({len(self)} x {'/'.join(names)}, seeds={self.seeds}, path={self.path!r}, {self.seconds:.1f} s)"
 
+# %% ../nbs/00_core.ipynb #a8230057
 PARALLEL_PATHS = ("auto", "batched", "processes", "sequential")
 
 def _check_builder(make_model):
@@ -1069,6 +1078,7 @@ def _fit_in_worker(k: int) -> tuple[str, Tensor]:
     except Exception as e:
         raise RuntimeError(f"replica {k} (seed {seeds[k]}): {type(e).__name__}: {e}") from None
 
+# %% ../nbs/00_core.ipynb #75613f03
 def _fit_processes(models, cpu_states, seeds, data, steps, kw, workers: int, progress: bool) -> list:
     global _JOB
     import multiprocessing as mp
@@ -1097,6 +1107,7 @@ def _fit_batched(models, seeds, cpu_states, cuda_states, data, steps, kw, progre
     torch.set_rng_state(final)   # as after K single runs one after the other: the last replica's stream
     return unstack_replicas(st)
 
+# %% ../nbs/00_core.ipynb #7f7a408c
 def fit_replicas(make_model: Callable[[], "GenerativeModel"], seeds: Sequence[int], *data, steps: int | None = None,
                  progress: bool = False, parallel: str = "auto", workers: int | None = None, verbose: bool = True,
                  **fit_kwargs) -> ReplicaList:
@@ -1161,7 +1172,7 @@ def replica_benchmark(make_model: Callable[[], "GenerativeModel"], *data, ks: Se
     one = best["single", 1]
     return pd.DataFrame([{"K": k, "path": p, "replica-steps/s": r, "speed-up": r / one} for (p, k), r in best.items()])
 
-# %% ../nbs/00_core.ipynb #ed390803
+# %% ../nbs/00_core.ipynb #eb649d0a
 CACHE_FORMAT = "invgen_lit.cache/1"
 
 def cache_dir() -> Path:
@@ -1200,6 +1211,7 @@ def cache_key(model: "GenerativeModel", data: Sequence, seed: int, steps: int, f
     return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": _fingerprint(model.config), "data": _fingerprint(list(data)),
             "seed": seed, "steps": steps, "fit": _fingerprint(fit_kwargs)}
 
+# %% ../nbs/00_core.ipynb #325b367b
 def _cache_paths(key: dict, folder: Path) -> tuple[Path, Path]:
     import hashlib, json
     name = key["class"].rsplit(".", 1)[-1] + "-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
@@ -1225,6 +1237,7 @@ def _cache_lookup(key: dict, folder: Path, cls: type):
     model.fit_seconds, model.cache_hit = float(info.get("fit_seconds", float("nan"))), True
     return model
 
+# %% ../nbs/00_core.ipynb #be0e48fc
 def _cache_store(model, key: dict, folder: Path, seconds: float) -> Path | None:
     "Write `model` and its key atomically; a folder that cannot be written is a warning, not an error."
     import json, warnings
