@@ -1232,7 +1232,8 @@ def _cache_lookup(key: dict, folder: Path, cls: type):
         with torch.random.fork_rng(devices=[]):    # rebuilding from the config draws weights: keep the caller's stream
             model = cls.load(pt)
     except Exception as e:   # a truncated or foreign file, unreadable JSON: never loaded, re-trained
-        warnings.warn(f"cache entry '{pt.name}' cannot be read ({type(e).__name__}: {str(e)[:120]}): re-training")
+        why = "not a readable checkpoint, perhaps cut short" if isinstance(e, CheckpointError) else f"{type(e).__name__}: {str(e)[:100]}"
+        warnings.warn(f"cache entry '{pt.name}' cannot be read ({why}): re-training")
         return None
     model.fit_seconds, model.cache_hit = float(info.get("fit_seconds", float("nan"))), True
     return model

@@ -25,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = ROOT / "tools" / "notebook_times.json"
 _GPU = re.compile(r"^\s*#\|\s*gpu\b", re.M)
-AFTER = {"99_results": "*", "index": "*"}   # stem -> stems it needs ('*': every other notebook of the run)
+# stem -> the notebooks it needs ('*': every notebook of the run not listed here): 99_results reuses the others' models
+# through the cache, and index shows every claim, 99_results's included
+AFTER = {"99_results": ("*",), "index": ("*", "99_results")}
 
 
 def execute(path: Path) -> float:
@@ -60,8 +62,9 @@ def cuda_available() -> bool:
 
 
 def needs(stem: str, stems: list[str]) -> set[str]:
-    dep = AFTER.get(stem, ())
-    return {s for s in stems if s != stem and s not in AFTER} if dep == "*" else set(dep) & set(stems)
+    deps = AFTER.get(stem, ())
+    out = {s for s in stems if s != stem and s not in AFTER} if "*" in deps else set()
+    return (out | set(deps)) & (set(stems) - {stem})
 
 
 def schedule(paths: list[Path], jobs: int, env: dict) -> dict[str, tuple[str, float]]:
