@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 NBS ?= $(sort $(wildcard nbs/*.ipynb))
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 # pytest-xdist: JOBS workers, each notebook (and each test file, whose fixtures are per module) kept on one worker;
-# one thread per worker so that JOBS workers share JOBS cores
+# one thread per worker so that JOBS workers share JOBS cores; conftest.py serialises the files that launch torchrun
 XDIST := $(if $(filter 1,$(JOBS)),-p no:xdist,-n $(JOBS) --dist loadfile)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0

@@ -3,9 +3,14 @@
 * Cells flagged with one of settings.ini's `tst_flags` (`#| slow`, `#| gpu`) are skipped unless the
   flag is listed in INVGEN_TEST_FLAGS (a `gpu` cell also runs when CUDA is present).
 * The terminal summary prints the time each notebook took, so one that outgrows the smoke budget shows.
+* Under pytest-xdist (`make test` runs JOBS workers with `--dist loadfile`: each notebook, and each test file with its
+  per-module fixtures, stays on one worker) the items of the files that launch `torchrun` take a lock, so that no two
+  process groups start at once on one machine (two at once made a gloo rank abort).
 """
 import configparser
+import contextlib
 import os
+import tempfile
 import re
 import time
 from collections import defaultdict
@@ -17,6 +22,7 @@ _cfg = configparser.ConfigParser(delimiters=["="])
 _cfg.read(Path(__file__).parent / "settings.ini")
 TST_FLAGS = _cfg["DEFAULT"].get("tst_flags", "").split()
 _nb_time = defaultdict(float)
+TORCHRUN = {"60_images.ipynb", "90_cli.ipynb", "test_cli.py", "test_images.py"}   # files that start process groups
 
 
 def _cuda() -> bool:
@@ -43,6 +49,24 @@ def pytest_collection_modifyitems(config, items):
         for flag in TST_FLAGS:
             if flag not in enabled and re.search(rf"^\s*#\|\s*{flag}\b", cell.source, re.M):
                 item.add_marker(pytest.mark.skip(reason=f"'#| {flag}' cell (set INVGEN_TEST_FLAGS={flag} to run it)"))
+
+
+@contextlib.contextmanager
+def _torchrun_lock():
+    "An exclusive lock shared by every pytest-xdist worker of this machine (no-op where fcntl is missing)."
+    try: import fcntl
+    except ImportError: yield; return
+    with open(Path(tempfile.gettempdir()) / "invgen_lit_torchrun.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if Path(str(item.fspath)).name in TORCHRUN:
+        with _torchrun_lock(): yield
+    else: yield
 
 
 def pytest_runtest_logreport(report):
