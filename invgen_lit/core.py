@@ -929,9 +929,6 @@ def _rebuild_optimizer(opt: torch.optim.Optimizer, mapping: dict[int, Tensor]) -
     accepted = inspect.signature(type(opt).__init__).parameters
     return type(opt)(groups, **{kk: v for kk, v in opt.defaults.items() if kk in accepted and kk != "params"})
 
-def _to_layer(g: nn.Module, name: str, t: Tensor) -> Tensor: return g.to_layer(name, t) if hasattr(g, "to_layer") else t
-def _from_layer(g: nn.Module, name: str, t: Tensor) -> Tensor: return g.from_layer(name, t) if hasattr(g, "from_layer") else t
-
 def _stack_optimizer_state(new: torch.optim.Optimizer, olds: Sequence[torch.optim.Optimizer], back: dict[int, tuple]):
     "Stack the K optimisers' per-parameter states (Adam's moments; a shared step count) into `new`."
     for group in new.param_groups:
@@ -940,7 +937,7 @@ def _stack_optimizer_state(new: torch.optim.Optimizer, olds: Sequence[torch.opti
             states = [o.state.get(q) for o, q in zip(olds, qs)]
             if all(s is None for s in states): continue
             if any(s is None for s in states): raise ReplicaError("the replicas' optimisers are at different points (some have state, some not)")
-            new.state[P] = {key: _from_layer(g, n, torch.stack([s[key] for s in states])) if isinstance(v, Tensor) and v.shape == qs[0].shape
+            new.state[P] = {key: torch.stack([s[key] for s in states]) if isinstance(v, Tensor) and v.shape == qs[0].shape
                             else (v.clone() if isinstance(v, Tensor) else v) for key, v in states[0].items()}
 
 # %% ../nbs/00_core.ipynb #2359f42e
@@ -1006,7 +1003,7 @@ def unstack_replicas(st: StackedReplicas) -> list:
         m.to(dev)
         for p, ps in st.leaves.items():
             own = dict(_get(m, p).named_parameters())
-            for n, P in ps.items(): own[n].copy_(_to_layer(_get(host, p), n, P)[k])
+            for n, P in ps.items(): own[n].copy_(P[k])
         for b, v in st.stacked_buffers.items(): m.get_buffer(b).copy_(host.get_buffer(b)[k])
         for name, opt in getattr(host, "optimizers", {}).items():
             mine = m.optimizers[name]
@@ -1017,7 +1014,7 @@ def unstack_replicas(st: StackedReplicas) -> list:
                     if P not in opt.state: continue
                     p, n = params[id(P)]
                     q = dict(_get(m, p).named_parameters())[n]
-                    mine.state[q] = {key: _to_layer(_get(host, p), n, v)[k].clone() if isinstance(v, Tensor) and v.shape == P.shape else
+                    mine.state[q] = {key: v[k].clone() if isinstance(v, Tensor) and v.shape == P.shape else
                                      (v.clone() if isinstance(v, Tensor) else v) for key, v in opt.state[P].items()}
         if isinstance(host, GenerativeModel):
             m.history.rows = [dict(r) for r in host.history.rows]
