@@ -5,6 +5,7 @@
 # %% ../nbs/60_images.ipynb #9b29c70f
 from __future__ import annotations
 
+import atexit
 import csv
 import math
 import os
@@ -334,12 +335,18 @@ class data_parallel:
     def __exit__(self, *exc):
         for h in self.handles: h.remove()
 
+def _leave_process_group():
+    "At exit, close the group this module opened: a gloo group left open makes its process abort as it exits."
+    import torch.distributed as dist
+    if dist.is_initialized(): dist.destroy_process_group()
+
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
     "Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); (0, 1, get_device()) when run alone."
     import torch.distributed as dist
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+        atexit.register(_leave_process_group)
     rank, world = distributed_world()
     if world > 1 and torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0")); torch.cuda.set_device(local)
@@ -387,6 +394,7 @@ def train_images(model: GenerativeModel, data, out, steps: int | None = None, ba
     if rank == 0:
         model.save(out / "model.pt")
         model.history.df.to_csv(out / "history.csv", index=False)
+    if world > 1: torch.distributed.barrier()          # no process leaves (and closes its end of the group) before rank 0 wrote the run
     return model
 
 # %% ../nbs/60_images.ipynb #6e0efd49
