@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import functools
 import inspect
@@ -25,23 +26,25 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'REPLICA_LAYERS', 'PARALLEL_PATHS', 'CACHE_FORMAT', 'CLAIMS_MIME', 'check_tensor',
-           'check_int', 'check_float', 'check_choice', 'check_betas', 'check_path', 'check_data_shape',
-           'check_vector_shape', 'check_images', 'check_labels', 'set_seed', 'get_device', 'ReplicaError',
-           'replica_count', 'by_replica', 'replica_rows', 'distributed_world', 'batch_randn', 'batch_multinomial',
-           'global_mean', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'Batches', 'ReplicaBatches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt',
-           'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint',
-           'keep_freed_memory', 'GenerativeModel', 'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf', 'replica_obstacle',
-           'StackedReplicas', 'stack_replicas', 'unstack_replicas', 'ReplicaList', 'fit_replicas', 'replica_benchmark',
-           'cache_dir', 'code_version', 'cache_key', 'cached_fit', 'Claim', 'claims_table', 'claims_markdown',
-           'collect_claims']
+__all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'ROW_VERBS', 'DATA_VERBS', 'LABEL_ARGS', 'RENAMED', 'REPLICA_LAYERS',
+           'PARALLEL_PATHS', 'CACHE_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
+           'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_images', 'check_labels',
+           'as_input', 'set_seed', 'get_device', 'ReplicaError', 'replica_count', 'by_replica', 'replica_rows',
+           'distributed_world', 'batch_randn', 'batch_multinomial', 'global_mean', 'get_profile', 'by_profile',
+           'CheckpointError', 'file_mode', 'save_checkpoint', 'load_checkpoint', 'Batches', 'ReplicaBatches', 'History',
+           'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt', 'NonFiniteLossError', 'NaNGuard',
+           'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'keep_freed_memory', 'GenerativeModel',
+           'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf', 'replica_obstacle', 'StackedReplicas', 'stack_replicas',
+           'unstack_replicas', 'ReplicaList', 'fit_replicas', 'replica_benchmark', 'cache_dir', 'code_version',
+           'cache_key', 'cached_fit', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
     "Short description of a received value for error messages."
     if isinstance(x, Tensor): return f"Tensor(shape={tuple(x.shape)}, dtype={x.dtype})"
     if isinstance(x, np.ndarray): return f"ndarray(shape={x.shape}, dtype={x.dtype})"
+    if isinstance(x, pd.DataFrame): return f"DataFrame(shape={x.shape}, columns={list(x.columns)[:6]}{'...' if x.shape[1] > 6 else ''})"
+    if isinstance(x, pd.Series): return f"Series(length={len(x)}, dtype={x.dtype})"
     r = repr(x)
     return f"{type(x).__name__} {r[:60] + '...' if len(r) > 60 else r}"
 
@@ -155,6 +158,42 @@ def check_labels(y, name: str, n_classes: int, shape: tuple) -> Tensor:
         raise ValueError(f"argument '{name}': expected labels in 0..{n_classes - 1}, received values in {int(y.min())}..{int(y.max())}")
     return y.long()
 
+# %% ../nbs/00_core.ipynb #2f96299a
+def as_input(x, name: str, dtype: torch.dtype | None = None, device=None, labels: bool = False, finite: bool = True) -> Tensor:
+    """`x` (NumPy array, pandas DataFrame/Series, nested list or tensor) as a tensor: data cast to `dtype` (default: torch's
+    default float), `labels=True` for integer class ids (int64); strings, objects, complex and non-finite data refused naming `name`."""
+    if isinstance(x, (pd.DataFrame, pd.Series)):
+        cols = [x.name] if isinstance(x, pd.Series) else list(x.columns)
+        kinds = [x.dtype] if isinstance(x, pd.Series) else list(x.dtypes)
+        bad = [c for c, d in zip(cols, kinds) if not (pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d))]
+        if bad: raise TypeError(f"argument '{name}': expected numeric columns, received non-numeric column(s) {bad[:5]}"
+                                + ("; encode categories as numbers first" if not labels else "; map labels to 0..K-1 first"))
+        x = x.to_numpy()
+    elif isinstance(x, (list, tuple)):
+        try: x = np.asarray(x)
+        except ValueError as e: raise TypeError(f"argument '{name}': expected a rectangular array, received a ragged {type(x).__name__}") from e
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind in "USO":
+            what = "strings" if x.dtype.kind in "US" else "Python objects"
+            hint = "map them to integers 0..K-1 first (e.g. sklearn.preprocessing.LabelEncoder)" if labels else "convert to numbers first"
+            raise TypeError(f"argument '{name}': expected numbers, received an array of {what} (dtype {x.dtype}); {hint}")
+        if x.dtype.kind == "c": raise TypeError(f"argument '{name}': expected real numbers, received complex dtype {x.dtype}")
+        if x.dtype.kind not in "biuf": raise TypeError(f"argument '{name}': expected numbers, received dtype {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, Tensor):
+        raise TypeError(f"argument '{name}': expected a NumPy array, torch tensor or pandas DataFrame, received {_describe(x)}")
+    if x.is_complex(): raise TypeError(f"argument '{name}': expected real numbers, received complex dtype {x.dtype}")
+    if labels:
+        if x.is_floating_point():
+            if not _transformed(x) and (not torch.isfinite(x).all() or (x != x.round()).any()):
+                raise TypeError(f"argument '{name}': expected integer class ids, received non-integer values (dtype {x.dtype})")
+        x = x.long()
+    else:
+        x = x.to(dtype or (x.dtype if x.is_floating_point() else torch.get_default_dtype()))
+        if finite and not _transformed(x) and x.numel() and not torch.isfinite(x).all():
+            raise ValueError(f"argument '{name}': expected finite values, received {int((~torch.isfinite(x)).sum())} NaN/inf entries")
+    return x if device is None else x.to(device)
+
 # %% ../nbs/00_core.ipynb #a4af7af3
 def set_seed(seed: int = 0) -> int:
     "Seed `random`, NumPy and torch (CPU and CUDA) so that CPU runs repeat exactly."
@@ -261,6 +300,11 @@ CHECKPOINT_FORMAT = "invgen_lit.checkpoint/1"
 class CheckpointError(ValueError):
     "A file that is not a readable invgen_lit checkpoint."
 
+def file_mode() -> int:
+    "The mode a new file gets under the process's umask (0o644 under the usual 022): what `open(..., 'w')` would give."
+    mask = os.umask(0o022); os.umask(mask)
+    return 0o666 & ~mask
+
 def save_checkpoint(state: dict, path) -> Path:
     "Atomically write `state` (tensors, numbers, strings, lists, dicts) to `path` with the format tag."
     if not isinstance(state, dict):
@@ -269,6 +313,7 @@ def save_checkpoint(state: dict, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())               # mkstemp makes 0600; the file gets what the user's umask allows
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": CHECKPOINT_FORMAT, "state": state}, f)
             f.flush(); os.fsync(f.fileno())
@@ -574,6 +619,73 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError): pass
     return _MALLOC_TUNED
 
+# %% ../nbs/00_core.ipynb #c26633b5
+ROW_VERBS = ("encode", "decode", "log_prob", "score", "predict")   # verbs whose first argument is rows of data (or of latents)
+DATA_VERBS = ("encode", "log_prob", "score", "predict")            # ... of data: checked against the model's `data_shape`
+LABEL_ARGS = ("y", "Y", "c", "labels")                             # argument names that carry integer class ids
+RENAMED: dict = {"DiagonalGaussian": {"dim": "data_shape"}}   # class -> {old constructor argument: new}: older files still load
+_INSIDE = contextvars.ContextVar("invgen_inside_verb", default=False)
+
+@contextlib.contextmanager
+def _inside_verb():
+    "Mark the code below as inside a verb (or the training loop): nested verb calls skip the boundary checks."
+    token = _INSIDE.set(True)
+    try: yield
+    finally: _INSIDE.reset(token)
+
+def _verb_at_boundary(fn: Callable, verb: str) -> Callable:
+    "Wrap verb `fn` so that its first argument passes `_as_rows` and its label arguments `_as_labels`, at the outermost call only."
+    params = list(inspect.signature(fn).parameters)[1:]
+    labels = [(i, p) for i, p in enumerate(params) if p in LABEL_ARGS]
+    @functools.wraps(fn)
+    def verb_at_boundary(self, *args, **kwargs):
+        if _INSIDE.get(): return fn(self, *args, **kwargs)
+        args = list(args)
+        if args: args[0] = self._as_rows(args[0], params[0], verb)
+        elif params and params[0] in kwargs: kwargs[params[0]] = self._as_rows(kwargs[params[0]], params[0], verb)
+        for i, p in labels:
+            if i < len(args): args[i] = self._as_labels(args[i], p)
+            elif p in kwargs: kwargs[p] = self._as_labels(kwargs[p], p)
+        with _inside_verb(): return fn(self, *args, **kwargs)
+    verb_at_boundary.__wrapped_verb__ = True
+    return verb_at_boundary
+
+def _sample_with_generator(fn: Callable) -> Callable:
+    "Give a `sample` written without one a `generator=` argument: the draws then come from a stream seeded by `generator`."
+    @functools.wraps(fn)
+    def sample(self, n: int, *args, generator: torch.Generator | None = None, **kwargs):
+        if generator is None: return fn(self, n, *args, **kwargs)
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"argument 'generator': expected a torch.Generator or None, received {_describe(generator)}")
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return fn(self, n, *args, **kwargs)
+    sig = inspect.signature(fn)
+    sample.__signature__ = sig.replace(parameters=[*sig.parameters.values(),
+        inspect.Parameter("generator", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="torch.Generator | None")])
+    return sample
+
+def _density_only(cls) -> bool:
+    "True for a class whose `log_prob(x)` takes the data alone (no labels): its negative is an anomaly score."
+    lp = getattr(cls, "log_prob", None)
+    if lp is None: return False
+    ps = [p for p in list(inspect.signature(lp).parameters.values())[1:] if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+    return len(ps) == 1
+
+def _negative_log_prob(self, x) -> Tensor:
+    "Anomaly score: the negative log-density, -log_prob(x) (higher = more anomalous)."
+    return -self.log_prob(x)
+
+def _install_verbs(cls):
+    "Route `cls`'s verbs through the boundary, give `sample` a `generator=`, and a density model `score = -log_prob` (idempotent)."
+    for verb in ROW_VERBS:                    # every verb receives its data through `as_input`, once
+        f = getattr(cls, verb, None)
+        if callable(f) and not hasattr(f, "__wrapped_verb__"): setattr(cls, verb, _verb_at_boundary(f, verb))
+    f = getattr(cls, "sample", None)
+    if callable(f) and "generator" not in inspect.signature(f).parameters: cls.sample = _sample_with_generator(f)
+    if _density_only(cls) and getattr(cls, "score", None) is None: cls.score = _verb_at_boundary(_negative_log_prob, "score")
+
 # %% ../nbs/00_core.ipynb #c9e00ea5
 _CONFIG_TYPES = (int, float, str, bool, type(None))
 
@@ -595,12 +707,14 @@ class GenerativeModel(nn.Module):
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
+        _install_verbs(cls)
         if "__init__" not in cls.__dict__: return
         init = cls.__init__
         @functools.wraps(init)
         def __init__(self, *args, **kwargs):
             if "_config_owner" not in self.__dict__:  # the outermost constructor records its arguments
                 self.__dict__["_config_owner"] = cls
+                _install_verbs(type(self))            # again: verbs attached after the class body are wrapped too
                 bound = inspect.signature(init).bind(self, *args, **kwargs); bound.apply_defaults()
                 cfg = {}
                 for k, v in list(bound.arguments.items())[1:]:
@@ -619,8 +733,39 @@ class GenerativeModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        "Where the model's parameters live (CPU for a model without parameters)."
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        "The floating dtype of the model's parameters: every verb casts its data to it."
+        p = next((p for p in self.parameters() if p.is_floating_point()), None)
+        return p.dtype if p is not None else torch.get_default_dtype()
+
+    def _as_rows(self, x, name: str, verb: str):
+        "A verb's data (or latent) argument through `as_input`; a table model keeps its DataFrame; rows checked for data verbs."
+        if isinstance(x, pd.DataFrame) and "tables" in getattr(self, "data_kinds", ()): return x
+        if isinstance(x, Tensor) and _transformed(x): return x
+        x = as_input(x, name, dtype=self.dtype, device=self.device)
+        shape = getattr(self, "data_shape", None)
+        if verb in DATA_VERBS and isinstance(shape, tuple) and x.ndim == len(shape) and tuple(x.shape) == shape:
+            raise ValueError(f"argument '{name}': expected rows of shape {shape} stacked as (n, {', '.join(map(str, shape))}), "
+                             f"received one row of shape {tuple(x.shape)}; pass {name}[None] for a single row")
+        if x.ndim < 2 and verb != "fit":
+            raise ValueError(f"argument '{name}': expected a batch of rows (n, ...), received shape {tuple(x.shape)}; "
+                             f"pass {name}[None] for a single row or {name}[:, None] for one feature")
+        if verb in DATA_VERBS and isinstance(shape, tuple) and tuple(x.shape[1:]) != shape and x.shape[1:].numel() != math.prod(shape):
+            raise ValueError(f"argument '{name}': expected shape (n, {', '.join(map(str, shape))}), received {tuple(x.shape)}")
+        if verb in DATA_VERBS and len(x) == 0:
+            raise ValueError(f"argument '{name}': expected at least one row, received shape {tuple(x.shape)}")
+        return x
+
+    def _as_labels(self, y, name: str):
+        "Labels through `as_input(labels=True)`; None and a single int (one class for every row) pass unchanged."
+        if y is None or (isinstance(y, (int, np.integer)) and not isinstance(y, bool)): return y
+        if isinstance(y, Tensor) and _transformed(y): return y
+        return as_input(y, name, labels=True, device=self.device)
 
     def train_step(self, *batch: Tensor) -> dict:
         "One optimisation step on a mini-batch; return the losses by name."
@@ -634,19 +779,36 @@ class GenerativeModel(nn.Module):
 
     def fit(self, *data, steps: int | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
             batch_size: int | None = None, seed: int = 0, device=None):
-        "Train for `steps` steps (default: the active profile's budget) on mini-batches of `data`; return `self`."
-        if not data: raise TypeError(f"{type(self).__name__}.fit: expected training data, received nothing")
+        "Train for `steps` optimiser steps (default: the active profile's budget) on mini-batches of `data`; return `self`."
         keep_freed_memory()
         # a model the user placed on an accelerator stays there; one on the CPU goes to `get_device()` (CUDA if present)
         self.to(torch.device(device) if device is not None else self.device if self.device.type != "cpu" else get_device())
-        tensors = tuple(t.to(self.device) for t in self.prepare_data(*data))
+        tensors = tuple(t.to(self.device) for t in self.prepare_data(*self._fit_inputs(data)))
         steps = by_profile(**self.steps_by_profile) if steps is None else check_int(steps, "steps", min=0)
         batches = _batches_for(tensors, batch_size or self.batch_size, seed)
         cbs = [NaNGuard(), Recorder(), *self.default_callbacks(), *callbacks] + ([ProgressBar()] if progress else [])
         self.train()
-        TrainLoop(self, lambda step: self.train_step(*next(batches)), steps, cbs, batches).run()
+        with _inside_verb():                    # the training loop calls the verbs on tensors it made: no boundary checks
+            TrainLoop(self, lambda step: self.train_step(*next(batches)), steps, cbs, batches).run()
         self.eval()
         return self
+
+    def _fit_inputs(self, data: tuple) -> tuple:
+        "The arguments of `fit` counted against `prepare_data` (one line when labels reach an unconditional model), through `as_input`."
+        params = list(inspect.signature(self.prepare_data).parameters.values())
+        names = [p.name for p in params if p.kind != p.VAR_POSITIONAL]
+        name = type(self).__name__
+        if not data: raise TypeError(f"{name}.fit: expected training data ({', '.join(names) or 'x'}), received nothing")
+        if not any(p.kind == p.VAR_POSITIONAL for p in params):
+            if len(data) > len(names):
+                why = "it is unconditional and takes no labels" if len(names) == 1 else f"it takes {', '.join(names)}"
+                raise TypeError(f"{name}.fit: expected {len(names)} data argument(s) ({', '.join(names)}), received {len(data)}; {why}")
+            need = [p.name for p in params if p.default is p.empty]
+            if len(data) < len(need):
+                raise TypeError(f"{name}.fit: expected {', '.join(need)}, received {len(data)} argument(s); missing {', '.join(need[len(data):])}")
+        names += [f"data[{i}]" for i in range(len(names), len(data))]
+        return tuple(self._as_rows(d, names[0], "fit") if i == 0 else
+                     self._as_labels(d, names[i]) if names[i] in LABEL_ARGS else d for i, d in enumerate(data))
 
     def save(self, path) -> Path:
         "Atomically save config, weights, optimiser states and history to `path`."
@@ -660,7 +822,9 @@ class GenerativeModel(nn.Module):
         s = load_checkpoint(path)
         if s.get("class") != cls.__name__:
             raise CheckpointError(f"argument 'path': '{path}' holds a {s.get('class')!r}, not a {cls.__name__!r}")
-        m = cls(**s["config"])
+        cfg = s["config"]
+        m = cls(**{k: v for k, v in cfg.items() if k not in RENAMED.get(cls.__name__, {})},
+                **{RENAMED[cls.__name__][k]: v for k, v in cfg.items() if k in RENAMED.get(cls.__name__, {})})
         m.load_state_dict(s["model"])
         for k, o in m.optimizers.items():
             if k in s["optimizers"]: o.load_state_dict(s["optimizers"][k])
@@ -674,9 +838,9 @@ class DiagonalGaussian(GenerativeModel):
     steps_by_profile = {"smoke": 200, "docs": 1500, "full": 1500}
     batch_size = 128
 
-    def __init__(self, dim: int = 2, lr: float = 0.05):
+    def __init__(self, data_shape=2, lr: float = 0.05):
         super().__init__()
-        self.dim = check_int(dim, "dim", min=1)
+        self.data_shape = check_vector_shape(data_shape, "DiagonalGaussian"); self.dim = self.data_shape[0]
         self.mu = nn.Parameter(torch.zeros(self.dim))
         self.log_sigma = nn.Parameter(torch.zeros(self.dim))
         self.optimizers = {"adam": torch.optim.Adam(self.parameters(), lr=check_float(lr, "lr", min=0, strict=True))}
@@ -690,10 +854,16 @@ class DiagonalGaussian(GenerativeModel):
         return torch.distributions.Normal(self.mu, self.log_sigma.exp()).log_prob(x).sum(-1)
 
     def sample(self, n: int) -> Tensor:
+        "`n` draws mu + sigma z, z ~ N(0, I)."
         return self.decode(torch.randn(check_int(n, "n", min=0), self.dim, device=self.device))
 
-    def decode(self, z: Tensor) -> Tensor: return self.mu + self.log_sigma.exp() * z
-    def encode(self, x: Tensor) -> Tensor: return (x - self.mu) / self.log_sigma.exp()
+    def decode(self, z: Tensor) -> Tensor:
+        "Latent rows `z` (n, dim) to data: mu + sigma z."
+        return self.mu + self.log_sigma.exp() * check_tensor(z, "z", ndim=2, shape=(None, self.dim))
+
+    def encode(self, x: Tensor) -> Tensor:
+        "Data rows `x` (n, dim) to the standard normal: (x - mu) / sigma, the exact inverse of `decode`."
+        return (check_tensor(x, "x", ndim=2, shape=(None, self.dim)) - self.mu) / self.log_sigma.exp()
 
     def train_step(self, x):
         opt = self.optimizers["adam"]

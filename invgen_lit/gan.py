@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import GenerativeModel, EMA, check_betas, check_tensor, check_int, check_float, check_choice, _describe
+from .core import GenerativeModel, EMA, check_betas, check_tensor, check_int, check_float, check_choice, check_vector_shape, _describe
 from .nn import MLP
 
 # %% auto #0
@@ -118,12 +118,13 @@ class GAN(GenerativeModel):
     steps_by_profile = {"smoke": 40, "docs": 10_000, "full": 200_000}
     batched_replicas = True    # every step is row-wise: K seeds train as one computation (`fit_replicas`)
 
-    def __init__(self, data_dim: int = 2, latent_dim: int = 2, loss: str = "ns", hidden: Sequence[int] = (256, 256, 256, 256),
+    def __init__(self, data_shape=2, latent_dim: int = 2, loss: str = "ns", hidden: Sequence[int] = (256, 256, 256, 256),
                  lr: float = 1e-3, betas: Sequence[float] = (0.0, 0.99), weight_decay: float = 1e-4, r1: float = 0.0,
                  r2: float | None = None, gp: float = 10.0, ema: float = 0.999, equalized: bool = True, act: str = "leaky_relu",
                  minibatch_std: int = 0, batch_size: int = 64, out_act: str | None = None):
         super().__init__()
-        self.data_dim, self.latent_dim = check_int(data_dim, "data_dim", min=1), check_int(latent_dim, "latent_dim", min=1)
+        self.data_shape = check_vector_shape(data_shape, type(self).__name__)
+        self.data_dim, self.latent_dim = self.data_shape[0], check_int(latent_dim, "latent_dim", min=1)
         self.loss = check_choice(loss, "loss", list(ADVERSARIAL_LOSSES))
         self.r1 = check_float(r1, "r1", min=0)
         self.r2 = check_float((0.0 if loss == "wgan-gp" else 1.0) if r2 is None else r2, "r2", min=0)

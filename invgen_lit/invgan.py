@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 from torch.func import functional_call
 
-from .core import (GenerativeModel, by_replica, check_data_shape, check_float, check_int, check_tensor, _describe)
+from .core import (GenerativeModel, by_replica, check_data_shape, check_float, check_int, check_tensor, check_vector_shape, _describe)
 from .density import exact_jacobian, standard_normal_log_prob
 from .gan import GAN
 from .metrics import bits_per_dim, revised_bits_per_dim
@@ -244,9 +244,11 @@ class RealNVP(GenerativeModel):
     steps_by_profile = {"smoke": 30, "docs": 10_000, "full": 100_000}
     batched_replicas = True
 
-    def __init__(self, dim: int = 6, n_layers: int = 6, hidden: Sequence[int] = (64, 64), lr: float = 1e-3, batch_size: int = 64):
+    def __init__(self, data_shape=6, n_layers: int = 6, hidden: Sequence[int] = (64, 64), lr: float = 1e-3, batch_size: int = 64):
         super().__init__()
-        self.dim, self.batch_size = check_int(dim, "dim", min=2), check_int(batch_size, "batch_size", min=1)
+        self.data_shape = check_vector_shape(data_shape, "RealNVP")
+        if self.data_shape[0] < 2: raise ValueError(f"argument 'data_shape': RealNVP couples halves, expected at least 2 dimensions, received {self.data_shape}")
+        self.dim, self.batch_size = self.data_shape[0], check_int(batch_size, "batch_size", min=1)
         n_layers = check_int(n_layers, "n_layers", min=1)
         self.register_buffer("masks", torch.stack([(torch.arange(self.dim) + k) % 2 for k in range(n_layers)]).float())
         self.nets = nn.ModuleList([MLP(self.dim, 2 * self.dim, hidden, act="relu") for _ in range(n_layers)])

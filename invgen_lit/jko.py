@@ -116,10 +116,12 @@ class JKOFlow(GenerativeModel):
     Block k is a neural ODE on [t_k, t_k + h_k] trained on the data pushed through blocks 1..k-1 by the step-wise
     objective E[V(x(t_{k+1})) - int div f ds + ||x(t_{k+1}) - x(t_k)||^2 / (2 h_k)]; blocks are added until `patience`
     blocks in a row move the data less than `tol` (mean squared displacement per dimension), or `max_blocks` are trained.
-    `fit(X, steps)`: `steps` is the budget of mini-batches **per block** (default: the profile's).
+    `fit(X, steps_per_block=...)` gives every block that budget of optimiser steps (default: the profile's); `fit(X, steps=...)`
+    is a total budget, spent `steps // max_blocks` (at least 1) per block until it runs out.
     Blocks train with RK4 steps of `step_size` and are evaluated (push, encode, decode, log_prob) with the finer
     `eval_step_size`; `log_prob` uses the exact divergence."""
-    steps_by_profile = {"smoke": 15, "docs": 150, "full": 1000}
+    steps_per_block_by_profile = {"smoke": 15, "docs": 150, "full": 1000}
+    steps_by_profile = {k: 8 * v for k, v in steps_per_block_by_profile.items()}   # totals at the default max_blocks=8
     log_prob_kind = "exact"     # a normalised density in data space, exact divergence
     batch_size = 512
 
@@ -221,17 +223,23 @@ class JKOFlow(GenerativeModel):
         return self._push_block(k, xk)
 
     def fit(self, x, steps: int | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
-            batch_size: int | None = None, seed: int = 0, device=None):
-        """Train from scratch block after block, `steps` mini-batches per block (default: the profile's), pushing the
-        training data through each finished block once; stop after `patience` blocks in a row whose W2^2 movement per
-        dimension is below `tol`, or at `max_blocks`. Returns `self`."""
-        (x,) = self.prepare_data(x)
-        steps = by_profile(**self.steps_by_profile) if steps is None else check_int(steps, "steps", min=1)
+            batch_size: int | None = None, seed: int = 0, device=None, steps_per_block: int | None = None):
+        """Train from scratch block after block, `steps_per_block` optimiser steps each (default: the profile's; or a total
+        budget `steps`, spent `steps // max_blocks` per block, at least 1, until it runs out), pushing the training data
+        through each finished block once; stop after `patience` blocks in a row whose W2^2 movement per dimension is below
+        `tol`, or at `max_blocks`. Returns `self`."""
+        (x,) = self.prepare_data(*self._fit_inputs((x,)))
+        if steps is not None and steps_per_block is not None:
+            raise TypeError("JKOFlow.fit: give the total budget 'steps' or the budget 'steps_per_block', not both")
+        total = None if steps is None else check_int(steps, "steps", min=1)
+        steps = (by_profile(**self.steps_per_block_by_profile) if steps_per_block is None and total is None else
+                 check_int(steps_per_block, "steps_per_block", min=1) if total is None else max(1, total // self.max_blocks))
         dev = torch.device(device) if device is not None else get_device()
         self.blocks = nn.ModuleList().to(dev)
         self.w2_, self.batches_ = [], []
         xk, t, small = x.to(dev), 0.0, 0
         for k in range(self.max_blocks):
+            if total is not None and k * steps >= total: break       # the total budget is spent
             self.blocks.append(self._new_block(t, self.h).to(dev))
             if self.warm_start and k:  # start from the previous block's field: the next JKO step moves in a similar way
                 self.blocks[k].func.load_state_dict(self.blocks[k - 1].func.state_dict())
@@ -260,13 +268,13 @@ class JKOFlow(GenerativeModel):
             xk1 = self._train_block(k, xk, steps, (), progress, batch_size, seed) if steps else self._push_block(k, xk)
             self.w2_.append(float((xk1 - xk).pow(2).sum(1).mean())); xk = xk1
 
-    def reparametrize(self, x, steps: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
+    def reparametrize(self, x, steps_per_block: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
         """Move the block boundaries (total time kept) so that each block has an even share of the W2 distance measured
         on `x` (`even_w2_intervals`), then retrain every block in order on its new interval, warm-started from its
-        weights, `steps` mini-batches each."""
+        weights, `steps_per_block` optimiser steps each (default: the profile's)."""
         self._need_blocks("reparametrize")
         (x,) = self.prepare_data(x)
-        steps = by_profile(**self.steps_by_profile) if steps is None else check_int(steps, "steps", min=0)
+        steps = by_profile(**self.steps_per_block_by_profile) if steps_per_block is None else check_int(steps_per_block, "steps_per_block", min=0)
         new_h = even_w2_intervals([b.h for b in self.blocks], self.w2_per_block(x))
         t = 0.0
         for b, h in zip(self.blocks, new_h):
@@ -274,13 +282,13 @@ class JKOFlow(GenerativeModel):
         self._retrain_all(x, steps, progress, batch_size, seed)
         return self
 
-    def refine(self, x, steps: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
+    def refine(self, x, steps_per_block: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
         """Double the blocks: every block on [t_k, t_k + h_k] becomes two blocks on the halves, both copies of it (so
         before retraining the flow is the same map when its evaluation RK4 step count is even, as `fit` makes it), then each new block is trained
-        on its JKO objective with step h_k / 2 for `steps` mini-batches (0: interpolation only)."""
+        on its JKO objective with step h_k / 2 for `steps_per_block` optimiser steps (0: interpolation only)."""
         self._need_blocks("refine")
         (x,) = self.prepare_data(x)
-        steps = by_profile(**self.steps_by_profile) if steps is None else check_int(steps, "steps", min=0)
+        steps = by_profile(**self.steps_per_block_by_profile) if steps_per_block is None else check_int(steps_per_block, "steps_per_block", min=0)
         new = nn.ModuleList()
         for b in self.blocks:
             for half in range(2):

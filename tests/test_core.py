@@ -163,7 +163,7 @@ def test_model_save_load_and_wrong_class(tmp_path, X):
     m = DiagonalGaussian(2, lr=0.1).fit(X, steps=30, progress=False)
     m.save(tmp_path / "m.pt")
     back = DiagonalGaussian.load(tmp_path / "m.pt")
-    assert back.config == {"dim": 2, "lr": 0.1}
+    assert back.config == {"data_shape": 2, "lr": 0.1}
     z = torch.randn(5, 2)
     assert torch.equal(back.decode(z), m.decode(z))
     assert len(back.history) == 30 and back.global_step == 30

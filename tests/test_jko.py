@@ -27,7 +27,7 @@ def X():
 @pytest.fixture(scope="module")
 def fitted(X):
     torch.manual_seed(0)
-    return JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps=20, progress=False)
+    return JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps_per_block=20, progress=False)
 
 
 class LinearField(nn.Module):
@@ -93,7 +93,7 @@ def test_api_and_shapes(fitted, X):
     assert fitted.log_prob(X[:9]).shape == (9,)
     assert fitted.encode(X[:5]).shape == fitted.decode(torch.randn(5, 2)).shape == (5, 2)
     assert [round(t0, 9) for t0, _ in fitted.intervals] == [0.0, 1.0, 2.0]
-    one_line = JKOFlow(2, max_blocks=1, **SMALL).fit(X, steps=2, progress=False).sample(3)
+    one_line = JKOFlow(2, max_blocks=1, **SMALL).fit(X, steps_per_block=2, progress=False).sample(3)
     assert one_line.shape == (3, 2) and torch.isfinite(one_line).all()
 
 
@@ -122,20 +122,20 @@ def test_log_prob_integrates_to_one(fitted):
 
 def test_stopping_rule_chooses_the_number_of_blocks(X):
     torch.manual_seed(0)
-    stop_at_once = JKOFlow(2, max_blocks=4, tol=1e9, patience=1, **SMALL).fit(X, steps=3, progress=False)
+    stop_at_once = JKOFlow(2, max_blocks=4, tol=1e9, patience=1, **SMALL).fit(X, steps_per_block=3, progress=False)
     assert stop_at_once.n_blocks_ == 1
     torch.manual_seed(0)
-    assert JKOFlow(2, max_blocks=4, tol=1e9, **SMALL).fit(X, steps=3, progress=False).n_blocks_ == 2  # patience 2
+    assert JKOFlow(2, max_blocks=4, tol=1e9, **SMALL).fit(X, steps_per_block=3, progress=False).n_blocks_ == 2  # patience 2
     torch.manual_seed(0)
-    never = JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps=3, progress=False)
+    never = JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps_per_block=3, progress=False)
     assert never.n_blocks_ == 3
     # the same seed trains the same blocks whatever the tolerance, so the rule can be checked against their movements
     w = np.array(never.w2_) / 2
     torch.manual_seed(0)
-    just_above_first = JKOFlow(2, max_blocks=3, tol=float(w[0]) * 1.01, patience=1, **SMALL).fit(X, steps=3, progress=False)
+    just_above_first = JKOFlow(2, max_blocks=3, tol=float(w[0]) * 1.01, patience=1, **SMALL).fit(X, steps_per_block=3, progress=False)
     assert just_above_first.n_blocks_ == 1 and just_above_first.w2_ == pytest.approx(never.w2_[:1], rel=1e-4)
     torch.manual_seed(0)
-    just_below_all = JKOFlow(2, max_blocks=3, tol=float(w.min()) * 0.99, patience=1, **SMALL).fit(X, steps=3, progress=False)
+    just_below_all = JKOFlow(2, max_blocks=3, tol=float(w.min()) * 0.99, patience=1, **SMALL).fit(X, steps_per_block=3, progress=False)
     assert just_below_all.n_blocks_ == 3 and just_below_all.w2_ == pytest.approx(never.w2_, rel=1e-4)
 
 
@@ -154,7 +154,7 @@ def test_movement_is_measured_on_the_training_data(fitted, X):
 
 def test_save_load_restores_the_chosen_blocks(fitted, X, tmp_path):
     torch.manual_seed(0)
-    m = JKOFlow(2, max_blocks=4, tol=1e9, **SMALL).fit(X, steps=3, progress=False)
+    m = JKOFlow(2, max_blocks=4, tol=1e9, **SMALL).fit(X, steps_per_block=3, progress=False)
     for model in (fitted, m):
         loaded = JKOFlow.load(model.save(tmp_path / "jko.pt"))
         assert loaded.n_blocks_ == model.n_blocks_ and loaded.intervals == model.intervals
@@ -167,7 +167,7 @@ def test_save_load_restores_the_chosen_blocks(fitted, X, tmp_path):
 
 def test_refine_doubles_blocks_and_keeps_the_map_then_save_load(fitted, X, tmp_path):
     import copy
-    m = copy.deepcopy(fitted).refine(X, steps=0, progress=False)
+    m = copy.deepcopy(fitted).refine(X, steps_per_block=0, progress=False)
     assert m.n_blocks_ == 2 * fitted.n_blocks_
     assert [h for _, h in m.intervals] == pytest.approx([0.5] * 6)
     assert sum(m.batches_) == sum(fitted.batches_)   # interpolation spends no mini-batches
@@ -180,7 +180,7 @@ def test_reparametrize_keeps_total_time_and_evens_out_the_boundaries(fitted, X):
     import copy
     m = copy.deepcopy(fitted)
     w2 = m.w2_per_block(X)
-    m.reparametrize(X, steps=2, progress=False)
+    m.reparametrize(X, steps_per_block=2, progress=False)
     hs = [h for _, h in m.intervals]
     assert sum(hs) == pytest.approx(3.0)
     assert hs == pytest.approx(even_w2_intervals([1.0] * 3, w2))
@@ -191,7 +191,7 @@ def test_memory_is_flat_in_the_number_of_blocks(X):
     x = X[:256]
     def peak(L):
         torch.manual_seed(0)
-        return peak_saved_bytes(lambda: JKOFlow(2, max_blocks=L, tol=0.0, **SMALL).fit(x, steps=2, batch_size=256,
+        return peak_saved_bytes(lambda: JKOFlow(2, max_blocks=L, tol=0.0, **SMALL).fit(x, steps_per_block=2, batch_size=256,
                                                                                        progress=False))[1]
     p1, p4 = peak(1), peak(4)
     assert p1 > 0 and p4 <= 1.05 * p1, (p1, p4)
@@ -203,10 +203,10 @@ def test_uci_path_on_a_synthetic_power_file(tmp_path):
     np.save(tmp_path / "data.npy", np.column_stack([z[:, :7], np.linspace(0, 1, 400)]))
     split = load_uci("power", tmp_path)
     assert split["train"].shape[1] == 6
-    m = JKOFlow(6, max_blocks=2, tol=0.0, **SMALL).fit(split["train"], steps=3, progress=False)
+    m = JKOFlow(6, max_blocks=2, tol=0.0, **SMALL).fit(split["train"], steps_per_block=3, progress=False)
     lp = m.log_prob(split["test"])
     assert lp.shape == (len(split["test"]),) and torch.isfinite(lp).all()
-    hut = JKOFlow(6, max_blocks=1, divergence="hutchinson", **SMALL).fit(split["train"], steps=2, progress=False)
+    hut = JKOFlow(6, max_blocks=1, divergence="hutchinson", **SMALL).fit(split["train"], steps_per_block=2, progress=False)
     assert torch.isfinite(hut.log_prob(split["test"])).all()
 
 
@@ -227,7 +227,7 @@ def test_h_must_be_a_number():
 def test_data_with_nan_is_refused(X):
     bad = X[:20].clone(); bad[3, 1] = float("nan")
     with pytest.raises(ValueError, match=r"argument 'x'.*NaN"):
-        JKOFlow(2, **SMALL).fit(bad, steps=1, progress=False)
+        JKOFlow(2, **SMALL).fit(bad, steps_per_block=1, progress=False)
 
 
 def test_other_bad_arguments(X, fitted):
@@ -235,8 +235,8 @@ def test_other_bad_arguments(X, fitted):
         JKOFlow((1, 4, 4))
     with pytest.raises(ValueError, match="max_blocks"):
         JKOFlow(2, max_blocks=0)
-    with pytest.raises(ValueError, match="'steps'"):
-        JKOFlow(2, **SMALL).fit(X, steps=0, progress=False)
+    with pytest.raises(ValueError, match="'steps_per_block'"):
+        JKOFlow(2, **SMALL).fit(X, steps_per_block=0, progress=False)
     with pytest.raises(ValueError, match=r"argument 'x'.*shape"):
         JKOFlow(2, **SMALL).fit(torch.randn(10, 3), steps=1, progress=False)
     with pytest.raises(ValueError, match="argument 'x'"):
@@ -270,4 +270,4 @@ def test_a_failing_block_is_named_during_fit(X, monkeypatch):
         return real(func, y0, t, **kw)
     monkeypatch.setattr(jko_mod, "odesolve", failing)
     with pytest.raises(ODESolveError, match=r"block 2 of 2 \(t in \[1, 2\]\).*simulated"):
-        JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps=2, progress=False)
+        JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps_per_block=2, progress=False)

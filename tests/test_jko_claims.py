@@ -38,7 +38,7 @@ def test_block_wise_memory_is_flat_while_end_to_end_grows():
     x = torch.randn(512, 2)
     def jko_peak(L):
         set_seed(0)
-        return peak_saved_bytes(lambda: JKOFlow(2, hidden=(64, 64, 64), max_blocks=L, tol=0.0).fit(x, steps=1, progress=False))[1]
+        return peak_saved_bytes(lambda: JKOFlow(2, hidden=(64, 64, 64), max_blocks=L, tol=0.0).fit(x, steps_per_block=1, progress=False))[1]
     def cnf_peak(L):
         c = CNF(2, hidden=(64, 64, 64), T=float(L), method="rk4", step_size=0.5)
         return peak_saved_bytes(lambda: c.train_step(x))[1]
