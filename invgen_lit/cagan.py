@@ -17,6 +17,7 @@ from .core import (Callback, EMA, GenerativeModel, _describe, check_betas, check
 from .data import _check_weights
 from .gan import ADVERSARIAL_TERMS, _rows, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
+from .reversal import reversal_codes
 
 # %% auto #0
 __all__ = ['check_label_sizes', 'check_multi_labels', 'conditions', 'check_class_weights', 'sample_labels', 'resample_classes',
@@ -191,11 +192,19 @@ class ClassConditionalGAN(GenerativeModel):
         z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim)).to(self.device)
         return self.generate(z, conditions(self._labels(y, len(z)), self.sizes), use_ema)
 
+    def encode(self, x: Tensor, y, steps: int = 200, lr: float = 0.05, use_ema: bool = True, seed: int = 0) -> Tensor:
+        """Codes z (n, latent_dim) with G(z, y) close to `x`, by latent reversal (Adam on each row's squared error; the model
+        has no encoder network): `decode(encode(x, y), y)` approximates `x`. `y` is required: the class selects the generator."""
+        if y is None: raise TypeError(f"argument 'y': {type(self).__name__}.encode inverts G(z, y) for a known class; pass the class of each row")
+        x = check_tensor(x, "x", shape=(None, *self.data_shape), min_rows=1).to(self.device)
+        c = conditions(self._labels(y, len(x)), self.sizes)
+        return reversal_codes(lambda z: self.generate(z, c, use_ema), x, self.latent_dim, steps=check_int(steps, "steps", min=1), lr=lr, seed=seed)
+
     @torch.no_grad()
     def sample(self, n: int, y=None, use_ema: bool = True, generator: torch.Generator | None = None) -> Tensor:
         "Draw `n` samples with conditions `y` (a tensor of n class ids, an int, or None to draw them from `class_weights`)."
         z = torch.randn(check_int(n, "n", min=0), self.latent_dim, generator=generator).to(self.device)
-        return self.decode(z, y, use_ema)
+        return self.decode(z, self.sample_labels(n, generator) if y is None else y, use_ema)
 
     # --- training ---
     def discriminate(self, inputs: Tensor, groups: Sequence[Tensor]) -> Tensor:

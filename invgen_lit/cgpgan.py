@@ -16,6 +16,7 @@ from .core import (EMA, GenerativeModel, batch_multinomial, batch_randn, check_b
 from .data import _check_weights
 from .gan import ADVERSARIAL_LOSSES, cagan_d_loss, cagan_g_loss, grad_norm_sq
 from .nn import generator_and_discriminator
+from .reversal import reversal_codes
 
 # %% auto #0
 __all__ = ['prob_normalize', 'argmax_onehot', 'classifier_gradient_penalty', 'CGPGAN', 'CategoricalInfoGAN', 'ElasticInfoGAN']
@@ -96,6 +97,13 @@ class CGPGAN(GenerativeModel):
         z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim)).to(self.device)
         c = check_labels(c, "c", self.n_categories, (len(z),)).to(self.device)   # an int means that category for every row
         return self.generate(z, c, use_ema)
+
+    def encode(self, x: Tensor, c=None, steps: int = 200, lr: float = 0.05, use_ema: bool = True, seed: int = 0) -> Tensor:
+        """Continuous codes z (n, latent_dim) with G(z, c) close to `x`, by latent reversal (Adam on each row's squared error),
+        c the categories `predict(x)` gives unless passed: `decode(encode(x), predict(x))` approximates `x`."""
+        x = check_tensor(x, "x", shape=(None, *self.data_shape), min_rows=1).to(self.device)
+        c = self.predict(x) if c is None else check_labels(c, "c", self.n_categories, (len(x),)).to(self.device)
+        return reversal_codes(lambda z: self.generate(z, c, use_ema), x, self.latent_dim, steps=check_int(steps, "steps", min=1), lr=lr, seed=seed)
 
     @torch.no_grad()
     def sample(self, n: int, c: Tensor | None = None, use_ema: bool = True, generator: torch.Generator | None = None) -> Tensor:

@@ -33,10 +33,10 @@ __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'ROW_VERBS', 'DATA_VERBS', 'LABEL_AR
            'distributed_world', 'batch_randn', 'batch_multinomial', 'global_mean', 'get_profile', 'by_profile',
            'CheckpointError', 'file_mode', 'save_checkpoint', 'load_checkpoint', 'Batches', 'ReplicaBatches', 'History',
            'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt', 'NonFiniteLossError', 'NaNGuard',
-           'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'keep_freed_memory', 'GenerativeModel',
-           'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf', 'replica_obstacle', 'StackedReplicas', 'stack_replicas',
-           'unstack_replicas', 'ReplicaList', 'fit_replicas', 'replica_benchmark', 'cache_dir', 'code_version',
-           'cache_key', 'cached_fit', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
+           'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'keep_freed_memory', 'install_verbs',
+           'GenerativeModel', 'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf', 'replica_obstacle', 'StackedReplicas',
+           'stack_replicas', 'unstack_replicas', 'ReplicaList', 'fit_replicas', 'replica_benchmark', 'cache_dir',
+           'code_version', 'cache_key', 'cached_fit', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -45,7 +45,7 @@ def _describe(x) -> str:
     if isinstance(x, np.ndarray): return f"ndarray(shape={x.shape}, dtype={x.dtype})"
     if isinstance(x, pd.DataFrame): return f"DataFrame(shape={x.shape}, columns={list(x.columns)[:6]}{'...' if x.shape[1] > 6 else ''})"
     if isinstance(x, pd.Series): return f"Series(length={len(x)}, dtype={x.dtype})"
-    r = repr(x)
+    r = " ".join(repr(x).split())          # one line, however the object prints itself
     return f"{type(x).__name__} {r[:60] + '...' if len(r) > 60 else r}"
 
 # %% ../nbs/00_core.ipynb #f86dfd23
@@ -677,7 +677,7 @@ def _negative_log_prob(self, x) -> Tensor:
     "Anomaly score: the negative log-density, -log_prob(x) (higher = more anomalous)."
     return -self.log_prob(x)
 
-def _install_verbs(cls):
+def install_verbs(cls):
     "Route `cls`'s verbs through the boundary, give `sample` a `generator=`, and a density model `score = -log_prob` (idempotent)."
     for verb in ROW_VERBS:                    # every verb receives its data through `as_input`, once
         f = getattr(cls, verb, None)
@@ -707,14 +707,14 @@ class GenerativeModel(nn.Module):
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        _install_verbs(cls)
+        install_verbs(cls)
         if "__init__" not in cls.__dict__: return
         init = cls.__init__
         @functools.wraps(init)
         def __init__(self, *args, **kwargs):
             if "_config_owner" not in self.__dict__:  # the outermost constructor records its arguments
                 self.__dict__["_config_owner"] = cls
-                _install_verbs(type(self))            # again: verbs attached after the class body are wrapped too
+                install_verbs(type(self))             # again: verbs attached after the class body are wrapped too
                 bound = inspect.signature(init).bind(self, *args, **kwargs); bound.apply_defaults()
                 cfg = {}
                 for k, v in list(bound.arguments.items())[1:]:
@@ -745,7 +745,9 @@ class GenerativeModel(nn.Module):
 
     def _as_rows(self, x, name: str, verb: str):
         "A verb's data (or latent) argument through `as_input`; a table model keeps its DataFrame; rows checked for data verbs."
-        if isinstance(x, pd.DataFrame) and "tables" in getattr(self, "data_kinds", ()): return x
+        if "tables" in getattr(self, "data_kinds", ()) and verb != "decode":
+            if isinstance(x, pd.DataFrame): return x
+            raise TypeError(f"argument '{name}': {type(self).__name__} takes a table as a pandas DataFrame, received {_describe(x)}")
         if isinstance(x, Tensor) and _transformed(x): return x
         x = as_input(x, name, dtype=self.dtype, device=self.device)
         shape = getattr(self, "data_shape", None)

@@ -191,6 +191,11 @@ class ConditionalFlow(GenerativeModel):
         h, ld, _ = self.flow.flow(x, self.logdet, **kw)
         return (self.latent.log_prob(h.reshape(len(x), self.n_nodes, self.feat_dim), self._labels(y, len(x))) + ld).detach()
 
+    @property
+    def log_prob_kind(self) -> str:
+        "'exact' when `log_prob` takes the exact log-determinant, else 'estimate' (the power series)."
+        return "exact" if self.logdet == "exact" else "estimate"
+
     def predict_proba(self, X: Tensor) -> Tensor:
         "P(Y = k | X) through the mixture posterior of H = F(X): (n, K) for vectors, (n, V, K) on graphs."
         h = self.encode(X).reshape(len(X), self.n_nodes, self.feat_dim)
@@ -297,6 +302,7 @@ class ConditionalCoupling(nn.Module):
 class ConditionalCouplingFlow(GenerativeModel):
     """Baseline (seed 003 'cINN', Ardizzone et al. 2019): a RealNVP-style flow whose coupling networks take onehot(y)
     as an extra input, latent N(0, I), trained by maximum likelihood of X | Y. Exact inverse and log-det. Vectors only."""
+    log_prob_kind = "exact"     # log p(x | y), normalised in data space, exact log-determinant
     steps_by_profile = {"smoke": 20, "docs": 3000, "full": 20000}
     batch_size = 256
 

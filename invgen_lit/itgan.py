@@ -444,17 +444,21 @@ def soft_rows(out: Tensor, spans) -> Tensor:
 class ITGAN(GenerativeModel):
     """Invertible Tabular GAN (seed 000): an autoencoder's hidden space, a neural-ODE generator there, a WGAN-GP critic,
     and the log-density regulariser gamma * E[-log p(E(x))]: gamma = 0 is ITGAN, gamma > 0 ITGAN(Q), gamma < 0 ITGAN(L).
-    The networks are built by `fit` from the table it is given (no data shape in the constructor)."""
+    The networks are built by `fit` from the table it is given: the one constructor without a data shape, because a table's
+    encoded width is known only once its columns are seen. `latent_dim` is the width of the hidden space, which is also the
+    ODE generator's latent space: `encode(df)` gives z(0) = G^-1(E(x)), `decode(z)` the rows R(G(z)), `hidden(df)` h = E(x)."""
+    data_kinds = ("tables",)
+    log_prob_kind = "latent"    # the density of the hidden code E(x) under the ODE generator, not a density of the rows
     steps_by_profile = {"smoke": 10, "docs": 1000, "full": 30000}
     batch_size = 500
-    def __init__(self, gamma: float = 0.0, hidden_dim: int = 16, encoder: Sequence[int] = (256, 128),
+    def __init__(self, gamma: float = 0.0, latent_dim: int = 16, encoder: Sequence[int] = (256, 128),
                  critic: Sequence[int] = (256, 256), dropout: float = 0.5, ode_hidden: Sequence[int] = (128, 128),
                  period_g: int = 3, period_d: int = 1, period_l: int = 6, kinetic: float = 0.0, gp_weight: float = 10.0,
                  lr: float = 2e-4, ae_lr: float = 1e-3, method: str = "rk4", step_size: float = 0.25,
                  categorical: Sequence[str] = (), continuous: Sequence[str] = (), n_modes: int = 10, seed: int = 0):
         super().__init__()
         self.gamma = check_float(gamma, "gamma")
-        self.hidden_dim = check_int(hidden_dim, "hidden_dim", min=1)
+        self.latent_dim = check_int(latent_dim, "latent_dim", min=1)
         self.periods = {"g": check_int(period_g, "period_g", min=1), "d": check_int(period_d, "period_d", min=1),
                         "l": check_int(period_l, "period_l", min=1)}
         self.kinetic, self.gp_weight = check_float(kinetic, "kinetic", min=0), check_float(gp_weight, "gp_weight", min=0)
@@ -485,7 +489,7 @@ class ITGAN(GenerativeModel):
     def _build(self, transformer: TableTransformer):
         "Encoder E, decoder R, ODE generator G and critic D sized for the encoded table."
         c = self.config
-        self.transformer, D, h = transformer, transformer.output_dim, self.hidden_dim
+        self.transformer, D, h = transformer, transformer.output_dim, self.latent_dim
         torch.manual_seed(c["seed"])
         self.E = MLP(D, h, hidden=tuple(c["encoder"]), act="leaky_relu")
         self.R = MLP(h, D, hidden=tuple(reversed(c["encoder"])), act="leaky_relu")
@@ -509,7 +513,7 @@ class ITGAN(GenerativeModel):
         "One iteration of the slides' schedule: critic (+ encoder) every period_d, autoencoder always, G every period_g, R_density every period_l."
         spans, out, step = self.transformer.spans, {}, self.global_step
         opt = self.optimizers
-        z = torch.randn(len(x), self.hidden_dim, device=x.device)
+        z = torch.randn(len(x), self.latent_dim, device=x.device)
         with torch.no_grad(): h_fake = self.G.decode(z)
         for o in opt.values(): o.zero_grad()
         h_real = self.E(x)
@@ -536,31 +540,31 @@ class ITGAN(GenerativeModel):
 
     def generate_hidden(self, n: int) -> Tensor:
         "h_fake = z(0) + int_0^1 f dt for n draws z(0) ~ N(0, I): the generator's output in hidden space."
-        z = torch.randn(check_int(n, "n", min=1), self.hidden_dim, device=self.device)
+        z = torch.randn(check_int(n, "n", min=1), self.latent_dim, device=self.device)
         with torch.no_grad(): return self.G.decode(z)
 
     def decode(self, z: Tensor) -> pd.DataFrame:
         "Latent z(0) -> hidden h (ODE) -> table rows (decoder R, then the exact inverse of the transformer)."
         t = self._fitted()
-        z = check_tensor(z, "z", ndim=2, shape=(None, self.hidden_dim)).to(self.device)
+        z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim)).to(self.device)
         with torch.no_grad(): return t.inverse_transform(soft_rows(self.R(self.G.decode(z)), t.spans).cpu())
 
     def sample(self, n: int) -> pd.DataFrame:
         "n synthetic rows with the training table's columns, order and dtypes."
-        return self.decode(torch.randn(check_int(n, "n", min=1), self.hidden_dim, device=self.device))
+        return self.decode(torch.randn(check_int(n, "n", min=1), self.latent_dim, device=self.device))
 
-    def encode(self, df: pd.DataFrame) -> Tensor:
-        "Hidden vectors h = E(x) of the rows of `df`."
+    def hidden(self, df: pd.DataFrame) -> Tensor:
+        "Hidden vectors h = E(x) (n, latent_dim) of the rows of `df`: the autoencoder's code, where the critic and the ODE work."
         with torch.no_grad(): return self.E(self._fitted().transform(df).to(self.device))
 
-    def latent(self, df: pd.DataFrame) -> Tensor:
-        "The generator's latent z(0) for each row: E(x) solved back through the ODE (the inverse of the generator)."
-        with torch.no_grad(): return self.G.encode(self.encode(df))
+    def encode(self, df: pd.DataFrame) -> Tensor:
+        "The generator's latent z(0) (n, latent_dim) of each row: E(x) solved back through the ODE; `decode` inverts it."
+        with torch.no_grad(): return self.G.encode(self.hidden(df))
 
     def log_prob(self, df: pd.DataFrame) -> Tensor:
         "log p(E(x)) per row: the generator's density at the row's hidden vector (exact divergence), the quantity R_density moves."
-        h = self.encode(df)
-        with torch.no_grad(): return self.G.log_prob(h, divergence="exact" if self.hidden_dim <= 32 else None)
+        h = self.hidden(df)
+        with torch.no_grad(): return self.G.log_prob(h, divergence="exact" if self.latent_dim <= 32 else None)
 
 # %% ../nbs/31_itgan.ipynb #da8efc24
 class RowEncoder:

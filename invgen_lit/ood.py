@@ -69,8 +69,9 @@ class _ImageModel(GenerativeModel):
         self.batch_size = check_int(batch_size, "batch_size", min=2)
         self._opt_kw = dict(lr=check_float(lr, "lr", min=0, strict=True), betas=check_betas(betas))
 
-    def prepare_data(self, X, *rest):
-        return (check_images(X, "X", self.data_shape), *rest)
+    def prepare_data(self, X):
+        "Images (n, *data_shape) in [-1, 1], checked."
+        return (check_images(X, "X", self.data_shape),)
 
 class Autoencoder(_ImageModel):
     "Encoder = the discriminator's network with `latent_dim` outputs, decoder = the generator's; pixel MSE (Sec. 4.3)."

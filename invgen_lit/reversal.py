@@ -20,7 +20,8 @@ _all_ = ["LatentKDE"]  # re-exported: the KDE prior of this notebook lives in in
 
 # %% auto #0
 __all__ = ['RECONSTRUCTION_LOSSES', 'OPTIMIZERS', 'PRIORS', 'mse_loss', 'l2_loss', 'l1_loss', 'LossBelow', 'MMDStop',
-           'ReversalResult', 'ReversalError', 'reverse', 'KDEGAN', 'cluster_separation', 'biased_numbers', 'LatentKDE']
+           'ReversalResult', 'ReversalError', 'reverse', 'reversal_codes', 'KDEGAN', 'cluster_separation',
+           'biased_numbers', 'LatentKDE']
 
 # %% ../nbs/10_reversal.ipynb #7483798c
 def mse_loss(x_rec: Tensor, x: Tensor) -> Tensor:
@@ -154,6 +155,13 @@ def reverse(G: Callable[[Tensor], Tensor], x: Tensor, steps: int = 100, lr: floa
                 z.grad = g; adam.step(); z[~active] = frozen
         taken += active
     return result(stopped_by, z.detach(), taken)
+
+# %% ../nbs/10_reversal.ipynb #7c2c37d9
+def reversal_codes(generate: Callable[[Tensor], Tensor], x: Tensor, latent_dim: int, steps: int = 200, lr: float = 0.05,
+                   seed: int = 0) -> Tensor:
+    "Codes z (n, latent_dim) whose `generate(z)` is closest to each row of `x` in squared error (`reverse` with Adam), from N(0, 1e-4 I) codes drawn with `seed`."
+    g = torch.Generator().manual_seed(check_int(seed, "seed", min=0))
+    return reverse(generate, x, steps=steps, lr=lr, optimizer="adam", latent_dim=latent_dim, generator=g).z
 
 # %% ../nbs/10_reversal.ipynb #92e77e94
 PRIORS = ("kde", "normal")

@@ -51,7 +51,7 @@ def test_density_step_moves_generator_in_the_sign_of_gamma(small):
     for gamma in (1.0, -1.0):
         set_seed(0)
         m = ITGAN(gamma=gamma, categorical=["income"], lr=1e-2).fit(small, steps=1, progress=False)
-        h = m.encode(x_df)
+        h = m.hidden(x_df)
         before = -m.G.log_prob(h, divergence="exact").mean().item()
         m.optimizers["g"].zero_grad()
         (gamma * -m.G.log_prob(h, divergence="exact").mean()).backward()
@@ -69,10 +69,10 @@ def test_save_load_round_trip(fitted, small, tmp_path):
     assert torch.allclose(fitted.log_prob(small[:5]), again.log_prob(small[:5]))
 
 
-def test_encode_latent_log_prob_shapes(fitted, small):
-    h = fitted.encode(small[:7])
-    assert h.shape == (7, fitted.hidden_dim)
-    z = fitted.latent(small[:7])
+def test_hidden_encode_log_prob_shapes(fitted, small):
+    h = fitted.hidden(small[:7])
+    assert h.shape == (7, fitted.latent_dim)
+    z = fitted.encode(small[:7])
     assert torch.allclose(fitted.G.decode(z).detach(), h, atol=1e-3)
     assert fitted.log_prob(small[:7]).shape == (7,)
 
@@ -113,4 +113,4 @@ def test_bad_input(fitted, small):
     with pytest.raises(ValueError, match="period_g"):
         ITGAN(period_g=0)
     with pytest.raises(ValueError, match="shape"):
-        fitted.decode(torch.randn(3, fitted.hidden_dim + 1))
+        fitted.decode(torch.randn(3, fitted.latent_dim + 1))
