@@ -193,12 +193,15 @@ class SklearnDetector:
         self.estimator, self.data_shape = estimator, None
 
     def fit(self, X: Tensor, **_) -> "SklearnDetector":
+        "Fit the estimator on the rows of `X` flattened to (n, features) in float64 and remember their shape; return self."
         X = check_tensor(X, "X", min_rows=2)
         self.data_shape = tuple(X.shape[1:])
         self.estimator.fit(X.flatten(1).double().numpy())
         return self
 
     def score(self, x: Tensor) -> Tensor:
+        """Per-row anomaly score (n,) of `x`: minus the estimator's `decision_function` on the flattened rows (higher = more anomalous).
+        Raise if `fit` has not run."""
         if self.data_shape is None: raise RuntimeError(f"{type(self.estimator).__name__}: not fitted, call fit first")
         x = check_tensor(x, "x", shape=(None, *self.data_shape))
         return -torch.as_tensor(self.estimator.decision_function(x.flatten(1).double().numpy()))

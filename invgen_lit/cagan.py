@@ -126,7 +126,7 @@ class ClassConditionalGAN(GenerativeModel):
     `d_out` outputs, NS loss with R1 + R2, Adam(0, 0.99), EMA generator, class-conditional latent P(C_f) = `class_weights`,
     optional minibatch-std in D and mixed batch training. Subclasses give `d_out`, `d_loss`, `g_loss`, `adv_logit`."""
     steps_by_profile = {"smoke": 20, "docs": 2000, "full": 200_000}   # full: 200 epochs x 1,000 steps (Sec. 4.1.1)
-    batched_replicas = property(lambda self: not self.mixed_batch)
+    batched_replicas = property(lambda self: not self.mixed_batch, doc="Replicas train batched unless mixed batches are on (their schedule is per run).")
     replica_limit = "mixed batches permute real and fake rows across the whole batch"
 
     def __init__(self, data_shape=2, n_classes=4, latent_dim: int = 256, hidden: Sequence[int] = (512, 512, 512, 512),
@@ -156,13 +156,24 @@ class ClassConditionalGAN(GenerativeModel):
 
     # --- what a subclass provides ---
     @property
-    def d_out(self) -> int: raise NotImplementedError
-    def d_loss(self, real_out, c_real, fake_out, c_fake) -> dict: raise NotImplementedError
-    def g_loss(self, fake_out, c_fake) -> dict: raise NotImplementedError
-    def adv_logit(self, out: Tensor, c: Tensor) -> Tensor: raise NotImplementedError
+    def d_out(self) -> int:
+        "Number of discriminator outputs per row; given by the subclass."
+        raise NotImplementedError
+    def d_loss(self, real_out, c_real, fake_out, c_fake) -> dict:
+        """Discriminator losses by name from D's outputs on real rows (`real_out`, conditions `c_real`) and fakes (`fake_out`, `c_fake`).
+        Given by the subclass; the R1/R2 penalties are added by `discriminator_step`."""
+        raise NotImplementedError
+    def g_loss(self, fake_out, c_fake) -> dict:
+        "Generator losses by name from D's outputs `fake_out` on fakes with conditions `c_fake`; given by the subclass."
+        raise NotImplementedError
+    def adv_logit(self, out: Tensor, c: Tensor) -> Tensor:
+        """The adversarial logit (n,) each row is trained with, from D's outputs `out` and conditions `c`; R1/R2 are taken of it.
+        Given by the subclass."""
+        raise NotImplementedError
 
     # --- data and conditions ---
     def prepare_data(self, X, y):
+        "Check rows `X` (n, *data_shape) and one label row per data row `y`, (n,) or (n, L); return `X` as float and the labels as (n, L) long."
         X = check_tensor(X, "X", shape=(None, *self.data_shape), min_rows=2)
         t = y if isinstance(y, Tensor) else torch.as_tensor(y)
         if t.ndim == 0 or len(t) != len(X):
@@ -170,7 +181,9 @@ class ClassConditionalGAN(GenerativeModel):
                              f"and labels of shape {tuple(t.shape)}")
         return X.float(), check_multi_labels(t, self.sizes, len(X))
 
-    def conditions(self, y) -> Tensor: return conditions(y, self.sizes).to(self.device)
+    def conditions(self, y) -> Tensor:
+        "Condition vectors (n, sum(sizes)) of labels `y`: one one-hot per label, concatenated, on the model's device."
+        return conditions(y, self.sizes).to(self.device)
 
     def sample_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         "n label rows (n, L) from the conditional latent distribution P(C_f) (`class_weights`)."
@@ -244,6 +257,8 @@ class ClassConditionalGAN(GenerativeModel):
         return {k: v.detach() for k, v in losses.items()}
 
     def train_step(self, x: Tensor, y: Tensor) -> dict:
+        """One D step on real rows (`x`, c(`y`)) against fakes whose labels are drawn from `class_weights`, then one G step on
+        fresh latents and labels; the losses by name plus the current `fake_share`."""
         B, c_real = len(x), self.conditions(y)
         c_fake = self.conditions(self.sample_labels(B))
         with torch.no_grad(): fake = self.generate(torch.randn(B, self.latent_dim, device=x.device), c_fake)
@@ -251,7 +266,9 @@ class ClassConditionalGAN(GenerativeModel):
         g = self.generator_step(x, self.conditions(self.sample_labels(B)))
         return d | g | {"fake_share": self.fake_share}
 
-    def default_callbacks(self) -> list[Callback]: return [MixingSchedule()] if self.mixed_batch else []
+    def default_callbacks(self) -> list[Callback]:
+        "`[MixingSchedule()]` when `mixed_batch`, else no callbacks."
+        return [MixingSchedule()] if self.mixed_batch else []
 
     def generator_push(self, fake: Tensor, y) -> Tensor:
         "-grad of the generator loss w.r.t. each fake point: the direction G is told to move it (Fig. 3), per row."
@@ -271,10 +288,18 @@ class CAGAN(ClassConditionalGAN):
         super().__init__(data_shape, n_classes, **kwargs)
 
     @property
-    def d_out(self) -> int: return self.cond_dim
-    def d_loss(self, real_out, c_real, fake_out, c_fake): return {"d_adv": cagan_d_loss(real_out, c_real, fake_out, c_fake, self.loss)}
-    def g_loss(self, fake_out, c_fake): return {"g_adv": cagan_g_loss(fake_out, c_fake, self.loss)}
-    def adv_logit(self, out, c): return (out * c).sum(1)
+    def d_out(self) -> int:
+        "One adversarial output per class entry of the condition vector: `cond_dim`."
+        return self.cond_dim
+    def d_loss(self, real_out, c_real, fake_out, c_fake):
+        "{'d_adv': the CAGAN discriminator loss (Eq. 29)}: each row trains only the GAN(s) its condition activates."
+        return {"d_adv": cagan_d_loss(real_out, c_real, fake_out, c_fake, self.loss)}
+    def g_loss(self, fake_out, c_fake):
+        "{'g_adv': the CAGAN generator loss (Eq. 30)} of D's outputs `fake_out` on fakes with conditions `c_fake`."
+        return {"g_adv": cagan_g_loss(fake_out, c_fake, self.loss)}
+    def adv_logit(self, out, c):
+        "D(x) . c: the logit (n,) of the GAN each row's condition `c` selects."
+        return (out * c).sum(1)
 
 class ACGAN(ClassConditionalGAN):
     """Auxiliary Classifier GAN (seed 004 Sec. 2.1.1): D outputs one adversarial logit and the classifier logits Q.
@@ -287,16 +312,23 @@ class ACGAN(ClassConditionalGAN):
         super().__init__(data_shape, n_classes, **kwargs)
 
     @property
-    def d_out(self) -> int: return 1 + self.cond_dim
+    def d_out(self) -> int:
+        "1 + `cond_dim`: one adversarial logit followed by the classifier logits Q."
+        return 1 + self.cond_dim
     def d_loss(self, real_out, c_real, fake_out, c_fake):
+        """Adversarial loss of column 0 ('d_adv') plus lambda_cls times the real rows' classification loss ('cls_real', Eq. 7);
+        the original ACGAN (`revised=False`) adds the fakes' classification loss ('cls_fake', Eq. 1)."""
         out = {"d_adv": adversarial_d_loss(real_out[:, 0], fake_out[:, 0], self.loss),
                "cls_real": self.lambda_cls * classification_loss(real_out[:, 1:], c_real, self.sizes)}
         if not self.revised: out["cls_fake"] = classification_loss(fake_out[:, 1:], c_fake, self.sizes)
         return out
     def g_loss(self, fake_out, c_fake):
+        "Adversarial generator loss of column 0 ('g_adv') plus lambda_cls times the fakes' classification loss ('g_cls'), Eq. 8."
         return {"g_adv": adversarial_g_loss(fake_out[:, 0], self.loss),
                 "g_cls": self.lambda_cls * classification_loss(fake_out[:, 1:], c_fake, self.sizes)}
-    def adv_logit(self, out, c): return out[:, 0]
+    def adv_logit(self, out, c):
+        "Column 0 of D's output `out`, the adversarial logit (n,); the conditions `c` are not used."
+        return out[:, 0]
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor) -> list[Tensor]:
@@ -337,8 +369,12 @@ def mixed_groups(batch: int, share: float, generator: torch.Generator | None = N
 class MixingSchedule(Callback):
     "Set `model.fake_share` from `mixing_share` before every step of `fit` (resumes with the loop's progress)."
     order = 30  # after Checkpoint (20) has restored the loop's position
-    def before_fit(self, loop): self._set(loop, loop.start)
-    def after_step(self, loop): self._set(loop, loop.completed)
+    def before_fit(self, loop):
+        "Set `model.fake_share` for the loop's starting step (the restored position after a resume)."
+        self._set(loop, loop.start)
+    def after_step(self, loop):
+        "Set `model.fake_share` for the progress reached after the step just completed."
+        self._set(loop, loop.completed)
     def _set(self, loop, done: int):
         m = loop.model
         m.fake_share = mixing_share(min(1.0, done / max(loop.steps, 1)), m.mix_ramp, m.mix_target)

@@ -44,7 +44,7 @@ class CGPGAN(GenerativeModel):
     the fakes' categories with the gradient penalty, D with one output per category (CAGAN loss) using Q's labels for the
     real rows, and P(C) re-estimated from Q. `prior`, `predict(x)`; `codebook=True` feeds G a trainable vector per category."""
     steps_by_profile = {"smoke": 20, "docs": 4000, "full": 50_000}
-    batched_replicas = property(lambda self: self.codebook is None)   # the codebook's weight is read directly, not as a layer
+    batched_replicas = property(lambda self: self.codebook is None, doc="Replicas train batched without a codebook (its weight is read directly, not as a layer).")   # the codebook's weight is read directly, not as a layer
     replica_limit = "the codebook's embedding is read as a matrix, outside a layer"
     replica_buffers = ("p_c",)
 
@@ -79,6 +79,7 @@ class CGPGAN(GenerativeModel):
         return self.p_c.detach().clone()
 
     def sample_categories(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        "Draw `n` category ids (n,) from the learned P(C) (`p_c`), with `generator` if given."
         return torch.multinomial(self.p_c.cpu(), check_int(n, "n", min=0), replacement=True, generator=generator).to(self.p_c.device) \
             if n else torch.zeros(0, dtype=torch.long, device=self.p_c.device)
 
@@ -88,6 +89,8 @@ class CGPGAN(GenerativeModel):
         return torch.cat([z, c @ self.codebook.weight if self.codebook is not None else c], 1)
 
     def generate(self, z: Tensor, c: Tensor, use_ema: bool = False) -> Tensor:
+        """G(z, c) with gradients (the training generator unless `use_ema`); `c` holds category ids (n,) or probabilities
+        (n, n_categories), read through the codebook if there is one."""
         G = self.G_ema if use_ema and self.G_ema is not None else self.G
         return G(self._g_input(z, c))
 
@@ -114,6 +117,7 @@ class CGPGAN(GenerativeModel):
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor) -> Tensor:
+        "Category probabilities softmax(Q(x)), (n, n_categories), of rows `x` (n, *data_shape)."
         x = check_tensor(x, "x", shape=(None, *self.data_shape)).to(self.device)
         return torch.softmax(self.Q(x), 1)
 
@@ -122,6 +126,7 @@ class CGPGAN(GenerativeModel):
         return self.predict_proba(x).argmax(1)
 
     def prepare_data(self, X):
+        "Check rows `X` (n, *data_shape), at least 2, and return them in the default float dtype."
         return (check_tensor(X, "X", shape=(None, *self.data_shape), min_rows=2).to(torch.get_default_dtype()),)
 
     # --- Algorithm 5 ---
@@ -136,6 +141,9 @@ class CGPGAN(GenerativeModel):
         self.p_c.copy_(p / p.sum(-1, keepdim=True))
 
     def train_step(self, x: Tensor) -> dict:
+        """One iteration of Algorithm 5: D (CAGAN loss with Q's labels for the real rows, R2) and Q (cross-entropy on the fakes'
+        categories plus the classifier gradient penalty), then G on fresh draws from P(C), then P(C) updated from Q's
+        predictions; the losses by name and the prior's entropy."""
         B = len(x)
         z, c = batch_randn(B, self.latent_dim, device=x.device), batch_multinomial(self.p_c, B)
         c_f = F.one_hot(c, self.n_categories).float()
@@ -174,13 +182,17 @@ class CategoricalInfoGAN(CGPGAN):
         d = self.optimizers["D"].defaults
         self.optimizers["D"] = torch.optim.Adam(self.D.parameters(), lr=d["lr"], betas=d["betas"])
 
-    def update_prior(self, c_pred): pass   # InfoGAN's prior is given, not learned
+    def update_prior(self, c_pred):
+        "Do nothing: InfoGAN's prior P(C) is given, not learned."
+        pass   # InfoGAN's prior is given, not learned
 
     def draw_codes(self, n: int) -> Tensor:
         "Categorical codes for a batch as probabilities (n, d_c): one-hot draws from P(C)."
         return F.one_hot(batch_multinomial(self.p_c, n), self.n_categories).float()
 
     def train_step(self, x: Tensor) -> dict:
+        """One InfoGAN step: D (NS loss, R2) and Q (cross-entropy on the codes of fakes from `draw_codes`), then G on
+        A_g + lambda_cls L_cls through the frozen D and Q; the losses by name."""
         d_loss, g_loss = ADVERSARIAL_LOSSES["ns"]
         B = len(x)
         z = batch_randn(B, self.latent_dim, device=x.device)
@@ -220,6 +232,8 @@ class ElasticInfoGAN(CategoricalInfoGAN):
         return F.gumbel_softmax(self.prior_logits.expand(n, -1), tau=self.temperature)
 
     def train_step(self, x: Tensor) -> dict:
+        """The InfoGAN step, whose generator update also moves `prior_logits` through the Gumbel-softmax codes; then set
+        P(C) = softmax(`prior_logits`) and report its entropy."""
         out = super().train_step(x)
         self.p_c.copy_(torch.softmax(self.prior_logits.detach(), 0))   # `prior` and `sample` read the learned P(C)
         return out | {"prior_entropy": -(self.p_c * self.p_c.clamp_min(1e-12).log()).sum()}

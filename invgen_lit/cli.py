@@ -22,74 +22,24 @@ from typing import Any, Callable, Sequence
 from . import __version__
 
 # %% auto #0
-__all__ = ['POINTS', 'IMAGES', 'VERBS', 'METHODS', 'N_TRAIN', 'N_TEST', 'TOY_DATA', 'FOLDER_DATA', 'DATASETS', 'PROFILES',
-           'TRAIN_EPILOG', 'THREADS_HELP', 'COMMANDS', 'CHECKPOINT', 'MODEL', 'HISTORY', 'CONFIG', 'SAMPLES', 'EVAL',
-           'Method', 'UsageError', 'get_method', 'method_of_class', 'DataSet', 'load_manifold6d', 'load_digits16',
-           'load_mnist32', 'FolderDataSet', 'get_dataset', 'int_at_least', 'existing_dir', 'out_dir', 'file_with',
-           'build_parser', 'command', 'default_threads', 'torch_threads', 'profile_env', 'main', 'atomic_write',
-           'write_rows', 'read_rows', 'plot_samples', 'sigterm_as_interrupt', 'accepts', 'train_settings',
-           'build_model', 'read_config', 'write_json', 'write_outputs', 'train_command', 'load_run', 'model_data_shape',
-           'require_verb', 'sample_command', 'encode_command', 'score_command', 'evaluate', 'eval_command',
+__all__ = ['Method', 'METHODS', 'N_TRAIN', 'N_TEST', 'TOY_DATA', 'FOLDER_DATA', 'DATASETS', 'PROFILES', 'TRAIN_EPILOG',
+           'THREADS_HELP', 'COMMANDS', 'CHECKPOINT', 'MODEL', 'HISTORY', 'CONFIG', 'SAMPLES', 'EVAL', 'UsageError',
+           'get_method', 'method_of_class', 'DataSet', 'load_manifold6d', 'load_digits16', 'load_csv', 'load_mnist32',
+           'FolderDataSet', 'get_dataset', 'int_at_least', 'existing_dir', 'out_dir', 'file_with', 'build_parser',
+           'command', 'default_threads', 'torch_threads', 'profile_env', 'main', 'atomic_write', 'write_rows',
+           'read_rows', 'plot_samples', 'sigterm_as_interrupt', 'accepts', 'train_settings', 'build_model',
+           'read_config', 'write_json', 'write_outputs', 'train_command', 'load_run', 'model_data_shape',
+           'require_verb', 'sample_command', 'is_table_model', 'latent_width', 'read_table', 'read_labels',
+           'encode_command', 'score_command', 'decode_command', 'log_prob_command', 'evaluate', 'eval_command',
            'list_lines', 'list_command', 'folder_settings', 'train_folder']
 
 # %% ../nbs/90_cli.ipynb #35b4d6f0
-POINTS, IMAGES = "points", "images"   # rows of numbers (n, d) / images (n, C, H, W) in [-1, 1]
-VERBS = ("encode", "score", "log_prob")  # the optional verbs of the common API (`sample` is everyone's)
+from .zoo import CARDS, IMAGES, LABELLED_IMAGES, LABELLED_POINTS, LOG_PROB_KINDS, POINTS, TABLES, VERBS, ModelCard
 
-@dataclass(frozen=True)
-class Method:
-    "A method `invgen train` runs: its class (imported on use), a one-line description, the data it fits, its verbs, small defaults."
-    target: str                    # "module:Class" inside invgen_lit
-    description: str
-    kinds: tuple[str, ...]         # POINTS and/or IMAGES
-    verbs: tuple[str, ...] = ()    # which of VERBS the class has
-    defaults: dict = field(default_factory=dict)  # data kind -> constructor keyword arguments
-    exact_density: bool = False    # log_prob is the exact density of the data (a flow): `eval` reports the held-out likelihood
-
-    @property
-    def class_name(self) -> str: return self.target.split(":")[1]
-
-    @property
-    def cls(self) -> type:
-        "The class, imported now."
-        module, name = self.target.split(":")
-        return getattr(importlib.import_module(f"invgen_lit.{module}"), name)
+Method = ModelCard   # what `invgen train METHOD` needs to know about a class: its card in the registry of invgen_lit.zoo
 
 # %% ../nbs/90_cli.ipynb #1c4a3d01
-_GAN_POINTS = dict(latent_dim=16, hidden=(128, 128, 128), batch_size=64, lr=1e-3, r1=0.1)  # notebook 51's toy settings, narrower, weaker R1
-_GAN_DIGITS = dict(latent_dim=64, batch_size=32, lr=1e-3)                          # notebook 51's digit settings
-_SEED4 = {POINTS: _GAN_POINTS, IMAGES: {**_GAN_DIGITS, "lambda_enc": 0.1}}
-
-METHODS: dict[str, Method] = {
-    "gan": Method("gan:GAN", "vanilla GAN (NS loss, EMA generator), the baseline that drops modes (notebook 04)",
-                  (POINTS,), (), {POINTS: dict(hidden=(128, 128, 128), batch_size=64)}),
-    "dlsgan": Method("dlsgan:DLSGAN", "seed 004: GAN whose discriminator also encodes, dynamic latent scale (notebook 51)",
-                     (POINTS, IMAGES), ("encode", "score"), _SEED4),
-    "msegan": Method("dlsgan:MSEGAN", "seed 004: the same inverting GAN with a plain MSE encoder loss (notebook 51)",
-                     (POINTS, IMAGES), ("encode", "score"), _SEED4),
-    "infogan": Method("dlsgan:InfoGAN", "seed 004: InfoGAN, a Gaussian NLL encoder over every latent (notebook 51)",
-                      (POINTS, IMAGES), ("encode", "score"), _SEED4),
-    "pvdgan": Method("pvdgan:PVDGAN", "seed 004: DLSGAN plus a perceptual VAE loss through its encoder (notebook 53)",
-                     (POINTS, IMAGES), ("encode", "score"), _SEED4),
-    "vaegan": Method("pvdgan:VAEGAN", "seed 004: VAEGAN, a separate encoder with a KL prior term (notebook 53)",
-                     (POINTS, IMAGES), ("encode", "score"), {POINTS: _GAN_POINTS, IMAGES: _GAN_DIGITS}),
-    "cgpgan": Method("cgpgan:CGPGAN", "seed 004: GAN with a learned categorical latent, classifier gradient penalty (notebook 54)",
-                     (POINTS, IMAGES), (), {POINTS: dict(latent_dim=2, hidden=(128, 128, 128), batch_size=64, lr=1e-3, r2=1.0),
-                                            IMAGES: dict(n_categories=10, latent_dim=64, batch_size=32)}),
-    "cnf": Method("ode:CNF", "continuous normalizing flow (FFJORD), exact likelihood through the ODE (notebook 30)",
-                  (POINTS,), ("encode", "log_prob"), {POINTS: dict(method="rk4", step_size=0.25, lr=3e-3)}, exact_density=True),
-    "iresnet": Method("iresnet:IResNet", "invertible residual network: fixed-point inverse, exact log-det up to 16-D (notebook 40)",
-                      (POINTS,), ("encode", "log_prob"), {POINTS: dict(n_blocks=5)}, exact_density=True),
-    "realnvp": Method("invgan:RealNVP", "RealNVP affine-coupling flow, the flow baseline of seed 001 (notebook 20)",
-                      (POINTS,), ("encode", "log_prob"), {POINTS: {}}, exact_density=True),
-    "invgan": Method("invgan:InvGAN", "seed 001: InvGAN, a GAN with an inference net and an implicit likelihood (notebook 20)",
-                     (POINTS, IMAGES), ("encode", "score", "log_prob"),
-                     {POINTS: dict(hidden=(128, 128)), IMAGES: dict(latent_dim=16, hidden=(256, 256), out_act="tanh")}),
-    "kdegan": Method("reversal:KDEGAN", "seed 002: KDE-GAN, a latent prior fitted to codes reversed from data (notebook 10)",
-                     (POINTS, IMAGES), ("encode", "log_prob"),
-                     {POINTS: dict(latent_dim=2, hidden=(128, 128, 128), out_act=None, bank=256, min_reversal_steps=2, max_reversal_steps=10),
-                      IMAGES: dict(latent_dim=32, bank=256, max_reversal_steps=10)}),
-}
+METHODS: dict[str, ModelCard] = CARDS   # one registry for the package, its documentation and the command line
 
 # %% ../nbs/90_cli.ipynb #6274da38
 class UsageError(ValueError):
@@ -115,25 +65,41 @@ N_TRAIN, N_TEST = 10_000, 2_000  # rows drawn from the synthetic data sets (seed
 
 @dataclass
 class DataSet:
-    "Training and held-out rows of one data set, and its true distribution when known (2-D toys: exact `log_prob`)."
+    "Training and held-out rows of one data set (with their class labels, if any), and its true distribution when known."
     name: str
-    train: Any   # Tensor (n, *shape)
-    test: Any    # Tensor (m, *shape)
+    train: Any   # Tensor (n, *shape), or a DataFrame for a table
+    test: Any    # Tensor (m, *shape), or a DataFrame
     truth: Any = None
+    labels: Any = None        # class ids of the training rows (n,), for labelled data sets
+    test_labels: Any = None   # ... and of the held-out rows
 
     @property
-    def shape(self) -> tuple[int, ...]: return tuple(self.train.shape[1:])
+    def shape(self) -> tuple[int, ...]:
+        "The shape of one row, `train.shape[1:]`."
+        return tuple(self.train.shape[1:])
     @property
-    def kind(self) -> str: return POINTS if len(self.shape) == 1 else IMAGES
+    def kind(self) -> str:
+        "'points' for rows of one dimension, else 'images'."
+        if hasattr(self.train, "columns"): return TABLES
+        kind = POINTS if len(self.shape) == 1 else IMAGES
+        return kind if self.labels is None else {POINTS: LABELLED_POINTS, IMAGES: LABELLED_IMAGES}[kind]
+    @property
+    def fit_data(self) -> tuple:
+        "What `fit` receives: (train,) or (train, labels)."
+        return (self.train,) if self.labels is None else (self.train, self.labels)
+    @property
+    def n_classes(self) -> int | None:
+        "The number of classes of a labelled data set (None otherwise)."
+        return None if self.labels is None else int(self.labels.max()) + 1
     def __repr__(self):
         return f"DataSet({self.name!r}, {self.kind} {self.shape}, train {len(self.train)}, test {len(self.test)})"
 
 # %% ../nbs/90_cli.ipynb #7fc4adcd
 TOY_DATA: dict[str, tuple[str, str]] = {  # CLI name -> (name in invgen_lit.data.TOYS, description)
-    "gaussian-clusters": ("gaussian_clusters", "four Gaussian clusters weighted .1 to .4 (seed 004, Fig. 1)"),
+    "gaussian-clusters": ("gaussian_clusters", "four Gaussian clusters weighted .1 to .4 (Cho 2025, Fig. 1)"),
     "8gaussians": ("8gaussians", "eight equal Gaussians on a circle, the classic mode-collapse test"),
     "two-moons": ("two_moons", "two interleaved noisy half circles"),
-    "three-moons": ("three_moons", "three chained half circles, the labelled toy of seed 003"),
+    "three-moons": ("three_moons", "three chained half circles, the labelled toy of Xu, Cheng and Xie 2022"),
     "rings": ("rings", "three concentric noisy circles"),
     "checkerboard": ("checkerboard", "uniform on the black cells of a 4 x 4 board (log p = -inf elsewhere)"),
     "pinwheel": ("pinwheel", "five twisted arms"),
@@ -155,14 +121,43 @@ def load_manifold6d(root: Path | None = None) -> DataSet:
     m = Manifold6D()
     return DataSet("manifold6d", m.sample(N_TRAIN, seed=0), m.sample(N_TEST, seed=1))
 
-def load_digits16(root: Path | None = None) -> DataSet:
+def load_digits16(root: Path | None = None, labelled: bool = False) -> DataSet:
     "scikit-learn's digits as (1, 16, 16) images in [-1, 1], split 80/20 by the seed-0 permutation (that of metrics' feature net)."
     import torch
     from invgen_lit.data import digits
-    x, _ = digits(16)
+    x, y = digits(16)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     cut = int(0.8 * len(x))
-    return DataSet("digits", x[perm[:cut]], x[perm[cut:]])
+    if not labelled: return DataSet("digits", x[perm[:cut]], x[perm[cut:]])
+    return DataSet("digits-labelled", x[perm[:cut]], x[perm[cut:]], labels=y[perm[:cut]], test_labels=y[perm[cut:]])
+
+def _labelled_toy_loader(name: str, toy_name: str) -> Callable:
+    def load(root: Path | None = None) -> DataSet:
+        from invgen_lit.data import toy
+        t = toy(toy_name)
+        (x, y), (xt, yt) = t.sample(N_TRAIN, return_labels=True, seed=0), t.sample(N_TEST, return_labels=True, seed=1)
+        return DataSet(name, x, xt, truth=t, labels=y, test_labels=yt)
+    load.__doc__ = f"The 2-D toy '{toy_name}' with the mixture component of each point as its class."
+    return load
+
+def _table_loader(name: str) -> Callable:
+    def load(root: Path | None = None) -> DataSet:
+        from invgen_lit.data import table
+        train, test = table(name)
+        return DataSet(name.replace("_", "-"), train, test)
+    load.__doc__ = f"The table '{name}' of invgen_lit.data (offline), split 80/20 by its fixed stratified split."
+    return load
+
+def load_csv(path) -> DataSet:
+    "A table from a CSV file (header row, one record per line), split 80/20 at random with seed 0."
+    import pandas as pd
+    path = Path(path)
+    try: df = pd.read_csv(path)
+    except (OSError, ValueError) as e: raise UsageError(f"argument --data: '{path}' is not a readable CSV table ({type(e).__name__}: {e})") from None
+    if len(df) < 10 or df.shape[1] < 1:
+        raise UsageError(f"argument --data: expected a CSV table with a header and at least 10 rows, received {df.shape[0]} rows from '{path}'")
+    test = df.sample(frac=0.2, random_state=0)
+    return DataSet(path.name, df.drop(test.index).reset_index(drop=True), test.reset_index(drop=True))
 
 def load_mnist32(root: Path | None = None) -> DataSet:
     "MNIST from the idx files in `root` (`--data-root`), padded to (1, 32, 32) in [-1, 1]; the 10,000 t10k images are held out."
@@ -182,7 +177,9 @@ class FolderDataSet(DataSet):
     "An image folder: `train` is streamed (a Dataset of (3, r, r) images), `test` the first images as a tensor (for `eval`)."
     resolution: int = 64
     @property
-    def shape(self) -> tuple[int, ...]: return (3, self.resolution, self.resolution)
+    def shape(self) -> tuple[int, ...]:
+        "(3, resolution, resolution), the shape of one streamed image."
+        return (3, self.resolution, self.resolution)
     def __repr__(self): return f"FolderDataSet({self.name!r}, images {self.shape}, {len(self.train)} files streamed)"
 
 def _folder_loader(name: str, kind: str) -> Callable:
@@ -209,20 +206,29 @@ def _folder_loader(name: str, kind: str) -> Callable:
     return load
 
 FOLDER_DATA = {"folder": "images (3, r, r): any folder of pictures (png, jpg, bmp, webp; subfolders too) at --resolution",
-               "ffhq": "images (3, r, r): FFHQ from a local copy (seed 004, Sec. 4.2, 4.4), needs --data-root",
-               "afhq": "images (3, r, r): AFHQ from a local copy, root/train/{cat,dog,wild} (seed 004, Sec. 4.4, 4.5.3)",
-               "celeba": "images (3, r, r): CelebA from a local folder such as img_align_celeba/ (seed 004, Sec. 4.3.3)"}
+               "ffhq": "images (3, r, r): FFHQ from a local copy (Cho 2025, Sec. 4.2, 4.4), needs --data-root",
+               "afhq": "images (3, r, r): AFHQ from a local copy, root/train/{cat,dog,wild} (Cho 2025, Sec. 4.4, 4.5.3)",
+               "celeba": "images (3, r, r): CelebA from a local folder such as img_align_celeba/ (Cho 2025, Sec. 4.3.3)"}
 
 DATASETS: dict[str, tuple[str, Callable[[Path | None], DataSet]]] = {
     **{name: (f"2-D points with exact log-density: {desc}", _toy_loader(name, t)) for name, (t, desc) in TOY_DATA.items()},
-    "manifold6d": ("6-D points near a 2-D manifold, the InvGAN toy of seed 001 (Sec. 4.1)", load_manifold6d),
+    "manifold6d": ("6-D points near a 2-D manifold, the InvGAN toy of Ren 2020 (Sec. 4.1)", load_manifold6d),
+    "labelled-clusters": ("labelled points: the four Gaussian clusters, each point's cluster as its class", _labelled_toy_loader("labelled-clusters", "gaussian_clusters")),
+    "labelled-moons": ("labelled points: three moons, each arm a class", _labelled_toy_loader("labelled-moons", "three_moons")),
     "digits": ("images (1, 16, 16): scikit-learn's 1,797 digits, 80/20 split (offline)", load_digits16),
+    "digits-labelled": ("labelled images (1, 16, 16): the digits with their class, the same split", lambda root=None: load_digits16(root, labelled=True)),
+    "adult-like": ("tables: a census-like mixed table (7 features and 'income'), 10,000 rows from a known process (offline)", _table_loader("adult_like")),
+    "breast-cancer": ("tables: scikit-learn's breast cancer table, 30 features and the diagnosis (offline)", _table_loader("breast_cancer")),
+    "wine": ("tables: scikit-learn's wine table, 13 features and the cultivar (offline)", _table_loader("wine")),
     "mnist": ("images (1, 32, 32): MNIST padded to 32, read from local idx files (needs --data-root)", load_mnist32),
     **{name: (desc, _folder_loader(name, name)) for name, desc in FOLDER_DATA.items()},
 }
 
 def get_dataset(name: str, root: Path | None = None, resolution: int | None = None) -> DataSet:
-    "Load the data set registered as `name` (a UsageError naming --data if there is none); image folders at `resolution`."
+    "Load the data set registered as `name`, or the CSV table at path `name` (a UsageError naming --data otherwise); image folders at `resolution`."
+    if name.lower().endswith(".csv"):
+        if not Path(name).expanduser().is_file(): raise UsageError(f"argument --data: expected an existing CSV file, received {name!r}")
+        return load_csv(Path(name).expanduser())
     if name not in DATASETS:
         raise UsageError(f"argument --data: expected one of {', '.join(DATASETS)}, received {name!r}")
     return DATASETS[name][1](root, resolution or 64) if name in FOLDER_DATA else DATASETS[name][1](root)
@@ -257,6 +263,9 @@ def out_dir(s: str) -> Path:
     p = Path(s).expanduser()
     if p.exists() and not p.is_dir():
         raise argparse.ArgumentTypeError(f"expected a directory (new or existing), received {s!r}, an existing file")
+    try: p.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise argparse.ArgumentTypeError(f"cannot create or write the directory {s!r} ({e.strerror or e})") from None
+    if not os.access(p, os.W_OK | os.X_OK): raise argparse.ArgumentTypeError(f"cannot write into the directory {s!r} (permission denied)")
     return p
 
 def file_with(suffixes: Sequence[str], must_exist: bool = False) -> Callable[[str], Path]:
@@ -345,13 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int_at_least(0), default=0, metavar="S", help="seed of the draw (default 0)")
     s.add_argument("--threads", type=int_at_least(1), metavar="T", help=THREADS_HELP)
 
-    for verb, what, note in (("encode", "map data to latents", "Methods with encode: " + ", ".join(n for n, m in METHODS.items() if "encode" in m.verbs) + "."),
-                             ("score", "OOD scores of data (higher = more anomalous)", "Methods with score: " + ", ".join(n for n, m in METHODS.items() if "score" in m.verbs) + ". The output has one score per row.")):
-        s = sub.add_parser(verb, help=what, formatter_class=_FMT,
-                           description=f"Load DIR/model.pt and {what} in --input (rows of the model's data shape, .pt or "
-                                       f".csv with one flattened row per line). {note}")
+    with_verb = lambda v: ", ".join(n for n, m in METHODS.items() if v in m.verbs)
+    for command_name, verb, what, rows in (
+            ("encode", "encode", "map data to latents", "rows of the model's data (a CSV table with its header for a table model)"),
+            ("decode", "decode", "map latents to data", "latent rows (the width of the model's latent)"),
+            ("score", "score", "OOD scores of data (higher = more anomalous; -log p(x) for a density model)", "rows of the model's data"),
+            ("log-prob", "log_prob", "per-row log-density of data (what it is: the model's log_prob_kind)", "rows of the model's data")):
+        s = sub.add_parser(command_name, help=what, formatter_class=_FMT,
+                           description=f"Load DIR/model.pt and {what}. --input holds {rows}, as .pt or .csv with one flattened "
+                                       f"row per line. Methods with {verb}: {with_verb(verb)}.")
         s.add_argument("dir", type=existing_dir, metavar="DIR", help="a directory written by `invgen train`")
         s.add_argument("--input", required=True, type=file_with((".pt", ".csv"), must_exist=True), metavar="FILE", help="FILE.pt or FILE.csv")
+        s.add_argument("--labels", type=file_with((".pt", ".csv"), must_exist=True), metavar="FILE",
+                       help="class ids of the rows (.pt or a one-column .csv), for the conditional models")
         s.add_argument("--out", required=True, type=file_with((".pt", ".csv")), metavar="FILE", help="FILE.pt or FILE.csv")
         s.add_argument("--threads", type=int_at_least(1), metavar="T", help=THREADS_HELP)
 
@@ -436,8 +451,8 @@ def atomic_write(path, write: Callable[[Path], Any]) -> Path:
     "Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`: readers never see half a file."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))   # created as open(path, 'w') would: the umask applies
     try:
         write(Path(tmp))
         os.replace(tmp, path)
@@ -449,7 +464,11 @@ def atomic_write(path, write: Callable[[Path], Any]) -> Path:
 def write_rows(x, path, prefix: str = "x") -> Path:
     "Save a tensor by `path`'s extension: .pt (the tensor) or .csv (a row per sample, flattened; columns prefix0, prefix1, ... or just prefix)."
     import pandas as pd, torch
-    x, path = x.detach().cpu(), Path(path)
+    path = Path(path)
+    if isinstance(x, pd.DataFrame):
+        if path.suffix.lower() != ".csv": raise UsageError(f"argument --out: table rows are written as CSV; expected FILE.csv, received '{path}'")
+        return atomic_write(path, lambda t: x.to_csv(t, index=False))
+    x = x.detach().cpu()
     if path.suffix.lower() == ".pt": return atomic_write(path, lambda t: torch.save(x.contiguous(), t))
     if path.suffix.lower() == ".csv":
         flat = x.reshape(len(x), -1).numpy()
@@ -559,10 +578,10 @@ def train_settings(args: argparse.Namespace, spec: Method, kind: str, saved: dic
     return dict(steps=int(steps), seed=int(pick("seed", 0)), batch_size=int(batch), latent_dim=latent,
                 checkpoint_every=int(every), model_kwargs=kwargs)
 
-def build_model(spec: Method, shape: Sequence[int], kwargs: dict):
-    "The method's model for data of `shape` (an int for points, as every constructor takes it); refusals name the option."
-    arg = shape[0] if len(shape) == 1 else tuple(shape)
-    try: return spec.cls(arg, **kwargs)
+def build_model(spec: Method, shape: Sequence[int] | None, kwargs: dict):
+    "The method's model for data of `shape` (an int for points, as every constructor takes it; None for a table); refusals name the option."
+    arg = None if shape is None else shape[0] if len(shape) == 1 else tuple(shape)
+    try: return spec.cls(**kwargs) if arg is None else spec.cls(arg, **kwargs)
     except (TypeError, ValueError) as e:
         bad = next((opt for key, opt in _FIXED.items() if f"'{key}'" in str(e)), "METHOD")
         raise UsageError(f"argument {bad}: {spec.class_name}({arg}, ...) refused the setting: {e}") from None
@@ -597,9 +616,13 @@ def write_outputs(model, ds: DataSet, out: Path, title: str = "") -> list[Path]:
     "model.pt (model.save), history.csv (model.history) and samples.png of a trained model, each written atomically."
     import torch
     paths = [model.save(out / MODEL), atomic_write(out / HISTORY, lambda t: model.history.df.to_csv(t, index=False))]
+    if not callable(getattr(model, "sample", None)): return paths          # an autoencoder or a classifier draws nothing
+    points = ds.kind in (POINTS, LABELLED_POINTS)
+    torch.manual_seed(0)
     with torch.no_grad():
-        x = model.sample(min(2000, len(ds.test)) if ds.kind == POINTS else 64)
-    paths.append(plot_samples(x, out / SAMPLES, reference=ds.test if ds.kind == POINTS else None, title=title))
+        x = model.sample(min(2000, len(ds.test)) if points or ds.kind == TABLES else 64)
+    if ds.kind == TABLES: paths.append(write_rows(x, out / "samples.csv"))
+    else: paths.append(plot_samples(x, out / SAMPLES, reference=ds.test if points else None, title=title))
     return paths
 
 @command("train")
@@ -618,6 +641,10 @@ def train_command(args: argparse.Namespace) -> int:
                 raise UsageError(f"argument --data: method '{args.method}' trains on {' and '.join(spec.kinds)}; expected a data set of "
                                  f"{' or '.join(spec.kinds)}, received {args.data!r} ({ds.kind} {ds.shape})")
             s = train_settings(args, spec, ds.kind, saved if resuming else None)
+            if ds.n_classes is not None and accepts(spec.cls, "n_classes"): s["model_kwargs"]["n_classes"] = ds.n_classes
+            if resuming and not spec.resumable:
+                print(f"{args.method} does not resume (its training runs several loops): starting again in {out}", flush=True)
+                resuming = False
             if resuming:
                 try: state = load_checkpoint(ck)
                 except CheckpointError as e: raise UsageError(f"argument --out: {e}") from None
@@ -637,12 +664,13 @@ def train_command(args: argparse.Namespace) -> int:
                                           "profile": get_profile(), **s, "invgen_lit": __version__})
             if isinstance(ds, FolderDataSet): return train_folder(args, spec, ds, s, out)
             set_seed(s["seed"])
-            model = build_model(spec, ds.shape, s["model_kwargs"])
+            model = build_model(spec, None if ds.kind == TABLES else ds.shape, s["model_kwargs"])
             t0 = time.time()
-            callbacks = [Checkpoint(ck, every=s["checkpoint_every"])] + ([] if args.no_progress else [_progress_bar()])
-            model.fit(ds.train, steps=s["steps"], callbacks=callbacks, progress=False, batch_size=s["batch_size"], seed=s["seed"])
+            callbacks = [Checkpoint(ck, every=s["checkpoint_every"])] if spec.resumable else []
+            callbacks += [] if args.no_progress else [_progress_bar()]
+            model.fit(*ds.fit_data, steps=s["steps"], callbacks=callbacks, progress=False, batch_size=s["batch_size"], seed=s["seed"])
             seconds = time.time() - t0
-            write_outputs(model, ds, out, title=f"{args.method} on {args.data}, step {model.global_step}")
+            written = write_outputs(model, ds, out, title=f"{args.method} on {args.data}, step {model.global_step}")
         except KeyboardInterrupt:
             from invgen_lit.core import load_checkpoint
             done = load_checkpoint(ck)["loop_step"] if ck.exists() else None
@@ -650,8 +678,8 @@ def train_command(args: argparse.Namespace) -> int:
                      else "no checkpoint was written yet: nothing to resume")
             print(f"invgen train: interrupted: {where}", file=sys.stderr, flush=True)
             return 130
-    print(f"done: step {model.global_step} of {s['steps']} in {seconds:.1f} s; wrote {CHECKPOINT}, {MODEL}, {HISTORY}, "
-          f"{CONFIG}, {SAMPLES} in {out}")
+    written = [CHECKPOINT] * spec.resumable + [p.name for p in written] + [CONFIG]
+    print(f"done: step {model.global_step} of {s['steps']} in {seconds:.1f} s; wrote {', '.join(written)} in {out}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #0487a729
@@ -687,22 +715,68 @@ def sample_command(args: argparse.Namespace) -> int:
     "`invgen sample DIR -n N --out FILE`: N samples as .pt, .csv or a .png picture."
     import torch
     model, method, _ = load_run(args.dir)
+    require_verb(model, "sample", method, args.dir)
     torch.manual_seed(args.seed)
-    with torch.no_grad(): x = model.sample(args.n).detach().cpu()
+    with torch.no_grad(): x = model.sample(args.n)
+    if is_table_model(model):
+        if args.out.suffix.lower() != ".csv": raise UsageError(f"argument --out: a table model's samples are written as CSV; expected FILE.csv, received '{args.out}'")
+    else: x = x.detach().cpu()
     if args.out.suffix.lower() == ".png": plot_samples(x, args.out, title=f"{args.n} samples of {method} ({args.dir})")
     else: write_rows(x, args.out)
     print(f"wrote {args.n} samples {tuple(x.shape[1:])} of {method} to {args.out}")
     return 0
 
+def is_table_model(model) -> bool:
+    "Whether `model` takes tables (pandas DataFrames) rather than tensors."
+    return "tables" in getattr(model, "data_kinds", ())
+
+def latent_width(model) -> int:
+    "The width of `model`'s latent rows: its `latent_dim`, or its data width for a flow (whose latent is the data space)."
+    k = getattr(model, "latent_dim", None)
+    return int(k) if isinstance(k, int) else math.prod(model_data_shape(model))
+
+def read_table(path, arg: str = "--input"):
+    "A CSV table with its header row, as a DataFrame; a UsageError naming `arg` otherwise."
+    import pandas as pd
+    try: return pd.read_csv(path)
+    except (OSError, ValueError) as e: raise UsageError(f"argument {arg}: '{path}' is not a readable CSV table ({type(e).__name__}: {e})") from None
+
+def read_labels(path, n: int):
+    "Class ids from a .pt tensor or a one-column .csv, as int64 (n,); a UsageError naming --labels otherwise."
+    import torch
+    y = read_rows(path, (1,), "--labels").reshape(-1)
+    if len(y) != n or (y != y.round()).any():
+        raise UsageError(f"argument --labels: expected {n} integer class ids (one per input row), received {len(y)} values from '{path}'")
+    return y.long()
+
+def _label_arguments(args, fn, n: int, method: str, verb: str) -> dict:
+    "The labels keyword of a verb that takes class ids (from --labels); a UsageError when it needs them and none are given."
+    from invgen_lit.core import LABEL_ARGS
+    p = next((p for p in inspect.signature(fn).parameters.values() if p.name in LABEL_ARGS), None)
+    if p is None:
+        if args.labels is not None: raise UsageError(f"argument --labels: {method}'s {verb} takes no labels; expected none, received '{args.labels}'")
+        return {}
+    if args.labels is None:
+        if p.default is p.empty:
+            raise UsageError(f"argument --labels: {method}'s {verb} needs the class of each row; expected --labels FILE, received nothing")
+        return {}
+    return {p.name: read_labels(args.labels, n)}
+
 def _apply(args: argparse.Namespace, verb: str, prefix: str) -> int:
-    "Load the run, read --input, apply the model's `verb`, write --out."
+    "Load the run, read --input (and --labels), apply the model's `verb`, write --out."
     import torch
     model, method, _ = load_run(args.dir)
     fn = require_verb(model, verb, method, args.dir)
-    x = read_rows(args.input, model_data_shape(model))
-    try: y = fn(x).detach().cpu()
+    if verb == "decode": x = read_rows(args.input, (latent_width(model),))
+    elif is_table_model(model): x = read_table(args.input)
+    else: x = read_rows(args.input, model_data_shape(model))
+    extra = _label_arguments(args, fn, len(x), method, verb)
+    try: y = fn(x, **extra)
     except (TypeError, ValueError) as e: raise UsageError(f"argument --input: {e}") from None
-    write_rows(y.reshape(len(y), -1) if verb == "score" else y, args.out, prefix)
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu()
+        if y.ndim == 1: y = y[:, None]
+    write_rows(y, args.out, prefix)
     print(f"wrote {verb} of {len(x)} rows ({method}) to {args.out}: shape {tuple(y.shape)}")
     return 0
 
@@ -716,12 +790,32 @@ def score_command(args: argparse.Namespace) -> int:
     "`invgen score DIR --input FILE --out FILE`: one OOD score per row of FILE, higher = more anomalous (models with `score`)."
     return _apply(args, "score", "score")
 
+@command("decode")
+def decode_command(args: argparse.Namespace) -> int:
+    "`invgen decode DIR --input FILE --out FILE`: the data rows of the latent rows of FILE (models with `decode`)."
+    return _apply(args, "decode", "x")
+
+@command("log-prob")
+def log_prob_command(args: argparse.Namespace) -> int:
+    "`invgen log-prob DIR --input FILE --out FILE`: one log-density per row of FILE (models with `log_prob`; see its log_prob_kind)."
+    return _apply(args, "log_prob", "log_prob")
+
 # %% ../nbs/90_cli.ipynb #005f94ae
 def evaluate(model, ds: DataSet, n: int = 2000, exact_density: bool = False, seed: int = 0, features: str | None = None):
     "Metrics of `model` against the held-out rows of `ds`, each next to its value for real training rows: a DataFrame."
     import pandas as pd, torch
     from invgen_lit.metrics import (digit_features, frechet_digit_distance, median_bandwidth, mmd2_unbiased,
                                     precision_recall)
+    if not callable(getattr(model, "sample", None)):
+        raise UsageError(f"argument DIR: eval compares samples with held-out data; the {type(model).__name__} model draws no samples")
+    if ds.kind == TABLES:                    # tables: distance to the closest held-out record, against real training records
+        from invgen_lit.itgan import real_fake_distance
+        n = min(n, len(ds.test), len(ds.train))
+        torch.manual_seed(seed)
+        with torch.no_grad(): fake = model.sample(n)
+        test, ref = ds.test.iloc[:n], ds.train.iloc[:n]
+        return pd.DataFrame([dict(metric="dcr", model=real_fake_distance(fake, test), reference=real_fake_distance(ref, test), better="near reference",
+                                  meaning="mean distance of each row to its closest held-out record (encoded, standardised)")])
     if isinstance(ds, FolderDataSet):        # a streamed folder: its first images serve as both halves, split in two
         n = min(n, len(ds.test) // 2)
         real, ref = ds.test[:n].float(), ds.test[n:2 * n].float()
@@ -778,9 +872,9 @@ def eval_command(args: argparse.Namespace) -> int:
     name = args.data or cfg.get("data")
     if name is None: raise UsageError(f"argument --data: '{args.dir}' has no {CONFIG} naming its data set; expected --data NAME, received nothing")
     root = args.data_root or (Path(cfg["data_root"]) if args.data is None and cfg.get("data_root") else None)
-    shape = model_data_shape(model)
-    ds = get_dataset(name, root, cfg.get("resolution") or (shape[-1] if len(shape) == 3 else None))
-    if ds.shape != shape:
+    shape = None if is_table_model(model) else model_data_shape(model)
+    ds = get_dataset(name, root, cfg.get("resolution") or (shape[-1] if shape is not None and len(shape) == 3 else None))
+    if shape is not None and ds.shape != shape:
         raise UsageError(f"argument --data: the model makes data of shape {shape}; expected a data set of that shape, received {name!r} {ds.shape}")
     n = args.n or by_profile(smoke=500, docs=2000)
     df = evaluate(model, ds, n, exact_density=METHODS[method].exact_density, features=args.features)
@@ -794,8 +888,9 @@ def eval_command(args: argparse.Namespace) -> int:
 # %% ../nbs/90_cli.ipynb #e434e4e4
 def list_lines() -> list[str]:
     "'method NAME DATA VERBS DESCRIPTION' for every method, then 'data NAME DESCRIPTION' for every data set."
-    w = max(map(len, DATASETS))
-    lines = [f"method  {n:<{w}}  {'+'.join(m.kinds):<13}  {','.join(('sample', *m.verbs)):<28}  {m.description}" for n, m in METHODS.items()]
+    w = max(map(len, [*DATASETS, *METHODS]))
+    lines = [f"method  {n:<{w}}  {'+'.join(k.replace(' ', '-') for k in m.kinds):<32}  {','.join(m.verbs):<37}  {m.description}"
+             for n, m in METHODS.items()]
     return lines + [f"data    {n:<{w}}  {desc}" for n, (desc, _) in DATASETS.items()]
 
 @command("list")
@@ -803,7 +898,7 @@ def list_command(args: argparse.Namespace) -> int:
     "`invgen list [--json]`: every method and data set with a one-line description."
     if args.json:
         print(json.dumps({"methods": {n: {"class": f"invgen_lit.{m.target.replace(':', '.')}", "data": list(m.kinds),
-                                          "verbs": ["sample", *m.verbs], "description": m.description} for n, m in METHODS.items()},
+                                          "verbs": list(m.verbs), "description": m.description} for n, m in METHODS.items()},
                           "data": {n: desc for n, (desc, _) in DATASETS.items()}}, indent=1))
     else:
         print("\n".join(list_lines()))

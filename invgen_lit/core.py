@@ -360,8 +360,12 @@ class Batches:
         self.pos += self.batch_size
         return tuple(t[idx] for t in self.tensors)
 
-    def state_dict(self) -> dict: return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
-    def load_state_dict(self, s: dict): self.gen.set_state(s["gen"]); self.perm, self.pos = s["perm"].clone(), int(s["pos"])
+    def state_dict(self) -> dict:
+        "The stream's position: generator state, current permutation and offset."
+        return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
+    def load_state_dict(self, s: dict):
+        "Restore a position saved by `state_dict`."
+        self.gen.set_state(s["gen"]); self.perm, self.pos = s["perm"].clone(), int(s["pos"])
 
 # %% ../nbs/00_core.ipynb #22596b7d
 class ReplicaBatches:
@@ -372,8 +376,11 @@ class ReplicaBatches:
     def __next__(self) -> tuple[Tensor, ...]:
         batches = [next(b) for b in self.parts]
         return tuple(torch.stack(ts, 1).reshape(-1, *ts[0].shape[1:]) for ts in zip(*batches))
-    def state_dict(self) -> dict: return {"parts": [b.state_dict() for b in self.parts]}
+    def state_dict(self) -> dict:
+        "The positions of the K replicas' streams."
+        return {"parts": [b.state_dict() for b in self.parts]}
     def load_state_dict(self, s: dict):
+        "Restore the K streams' positions saved by `state_dict`."
         for b, sb in zip(self.parts, s["parts"]): b.load_state_dict(sb)
 
 def _batches_for(tensors: Sequence[Tensor], batch_size: int, seed: int):
@@ -386,16 +393,20 @@ class History:
     "Rows of `{'step': int, name: float, ...}`: losses per step and metrics per evaluation."
     def __init__(self): self.rows: list[dict] = []
     def log(self, step: int, **values):
+        "Append a row for `step` with the named values as floats."
         self.rows.append({"step": int(step), **{k: float(v) for k, v in values.items()}})
     @property
     def df(self) -> pd.DataFrame:
+        "The rows as a DataFrame with one row per step (the first value logged for each column); just a 'step' column when empty."
         return pd.DataFrame(self.rows).groupby("step", as_index=False).first() if self.rows else pd.DataFrame({"step": []})
     def __len__(self): return len(self.rows)
     def __repr__(self): return f"History({len(self.rows)} rows, columns={[c for c in self.df.columns if c != 'step']})"
     def state_dict(self) -> dict:
+        "Column name -> list over the rows (NaN where a row lacks the name), for a checkpoint."
         keys = sorted({k for r in self.rows for k in r})
         return {k: [r.get(k, float("nan")) for r in self.rows] for k in keys}
     def load_state_dict(self, s: dict):
+        "Rebuild the rows from `state_dict` output, dropping the NaN placeholders."
         keys = list(s); n = len(s[keys[0]]) if keys else 0
         self.rows = [{k: (int(s[k][i]) if k == "step" else s[k][i]) for k in keys if not (k != "step" and math.isnan(s[k][i]))}
                      for i in range(n)]
@@ -422,12 +433,24 @@ def plot_history(history, keys: Sequence[str] | None = None, smooth: int = 1, ax
 class Callback:
     "Base class: override any of the hooks; `order` sets who runs first."
     order = 0
-    def before_fit(self, loop: "TrainLoop"): pass
-    def after_step(self, loop: "TrainLoop"): pass
-    def after_fit(self, loop: "TrainLoop"): pass
-    def on_interrupt(self, loop: "TrainLoop"): pass
-    def state_dict(self) -> dict: return {}
-    def load_state_dict(self, s: dict): pass
+    def before_fit(self, loop: "TrainLoop"):
+        "Hook called once before the first step; does nothing by default."
+        pass
+    def after_step(self, loop: "TrainLoop"):
+        "Hook called after every step, with `loop.losses` and `loop.completed` set; does nothing by default."
+        pass
+    def after_fit(self, loop: "TrainLoop"):
+        "Hook called once after the last step; does nothing by default."
+        pass
+    def on_interrupt(self, loop: "TrainLoop"):
+        "Hook called when Ctrl-C stops training between two steps, before KeyboardInterrupt is raised; does nothing by default."
+        pass
+    def state_dict(self) -> dict:
+        "The callback's state to store in a checkpoint (empty by default)."
+        return {}
+    def load_state_dict(self, s: dict):
+        "Restore a state saved by `state_dict` (nothing by default)."
+        pass
 
 class _DeferredInterrupt:
     "Within the block, Ctrl-C (SIGINT) only sets a flag, so the loop can stop between two steps with a consistent state."
@@ -458,6 +481,8 @@ class TrainLoop:
         for cb in self.callbacks: getattr(cb, hook)(self)
 
     def run(self) -> nn.Module:
+        """Run steps `start` to `steps` with the callbacks' hooks; return the model. A Ctrl-C stops after the current step:
+        `on_interrupt` hooks run, then KeyboardInterrupt is raised."""
         self._each("before_fit")
         with _DeferredInterrupt() as sigint:
             for self.step in range(self.start, self.steps):
@@ -494,6 +519,7 @@ class NaNGuard(Callback):
     "Stop training when a loss is NaN/inf, naming the loss and the step."
     order = -10
     def after_step(self, loop):
+        "Raise `NonFiniteLossError` naming the loss and the step when a loss is NaN or infinite (and the checkpoint kept, if any)."
         for k, v in loop.losses.items():
             if not math.isfinite(v):
                 ck = [c.path for c in loop.callbacks if isinstance(c, Checkpoint) and c.path.exists()]
@@ -504,6 +530,7 @@ class Recorder(Callback):
     "Log every step's losses into `model.history`, under the model's global step counter."
     order = -5
     def after_step(self, loop):
+        "Increment `model.global_step` and log the step's losses into `model.history` under it."
         m = loop.model
         m.global_step = getattr(m, "global_step", 0) + 1
         if hasattr(m, "history"): m.history.log(m.global_step, **loop.losses)
@@ -513,16 +540,22 @@ class ProgressBar(Callback):
     order = 10
     def __init__(self, desc: str | None = None, mininterval: float = 2.0): self.desc, self.mininterval = desc, mininterval
     def before_fit(self, loop):
+        "Open a tqdm bar over `loop.steps`, starting at `loop.start`."
         from tqdm import tqdm  # the text bar: it renders in saved notebooks and the docs site, unlike a widget
         self.bar = tqdm(total=loop.steps, initial=loop.start, desc=self.desc or type(loop.model).__name__,
                        mininterval=self.mininterval, leave=True)
         self.avg = {}
     def after_step(self, loop):
+        "Advance the bar and update each loss's exponential moving average (weight 0.05), shown every 50 steps and at the end."
         for k, v in loop.losses.items(): self.avg[k] = v if k not in self.avg else 0.95 * self.avg[k] + 0.05 * v
         self.bar.update(1)
         if self.bar.n % 50 == 0 or self.bar.n == loop.steps: self.bar.set_postfix({k: f"{v:.3g}" for k, v in self.avg.items()}, refresh=False)
-    def after_fit(self, loop): self.bar.close()
-    def on_interrupt(self, loop): self.bar.close()
+    def after_fit(self, loop):
+        "Close the bar."
+        self.bar.close()
+    def on_interrupt(self, loop):
+        "Close the bar."
+        self.bar.close()
 
 # %% ../nbs/00_core.ipynb #3b28b583
 class EMA(nn.Module):
@@ -538,7 +571,9 @@ class EMA(nn.Module):
         for avg, p in zip(self.module.parameters(), module.parameters()): avg.lerp_(p.detach(), 1 - self.decay)
         for avg, b in zip(self.module.buffers(), module.buffers()): avg.copy_(b)
 
-    def forward(self, *args, **kwargs): return self.module(*args, **kwargs)
+    def forward(self, *args, **kwargs):
+        "Call the averaged copy of the module with the same arguments."
+        return self.module(*args, **kwargs)
 
 class EMACallback(Callback):
     "Keep `EMA(model.<attr>)` up to date after every step; `copy_at_end` loads the average into the model after fit."
@@ -547,12 +582,19 @@ class EMACallback(Callback):
         self.attr, self.decay, self.copy_at_end, self.ema = attr, decay, copy_at_end, None
     def _target(self, loop): return getattr(loop.model, self.attr) if self.attr else loop.model
     def before_fit(self, loop):
+        "Create the EMA of the target (the model, or `model.<attr>`) unless one exists already."
         if self.ema is None: self.ema = EMA(self._target(loop), self.decay)
-    def after_step(self, loop): self.ema.update(self._target(loop))
+    def after_step(self, loop):
+        "Move the average towards the target's current weights."
+        self.ema.update(self._target(loop))
     def after_fit(self, loop):
+        "With `copy_at_end`, load the averaged weights into the target."
         if self.copy_at_end: self._target(loop).load_state_dict(self.ema.module.state_dict())
-    def state_dict(self): return {"ema": self.ema.module.state_dict()} if self.ema is not None else {}
+    def state_dict(self):
+        "The averaged weights, for a checkpoint (empty before the EMA exists)."
+        return {"ema": self.ema.module.state_dict()} if self.ema is not None else {}
     def load_state_dict(self, s):
+        "Restore the averaged weights from `state_dict` output, if present."
         if "ema" in s: self.ema.module.load_state_dict(s["ema"])
 
 # %% ../nbs/00_core.ipynb #53267384
@@ -563,6 +605,8 @@ class Checkpoint(Callback):
         self.path, self.every, self.resume = Path(path), check_int(every, "every", min=1), resume
 
     def state(self, loop) -> dict:
+        """The full training state of `loop`: weights, optimiser states, loop and global steps, history, batch stream,
+        torch RNG state, callbacks' states, class name and config."""
         m = loop.model
         return {"model": m.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in getattr(m, "optimizers", {}).items()},
@@ -574,6 +618,8 @@ class Checkpoint(Callback):
                 "class": type(m).__name__, "config": getattr(m, "config", {})}
 
     def before_fit(self, loop):
+        """When `resume` and `path` exists, restore the saved training state and start the loop at the saved step;
+        raise `CheckpointError` for a checkpoint of another class."""
         if not (self.resume and self.path.exists()): return
         s = load_checkpoint(self.path)
         m = loop.model
@@ -589,12 +635,17 @@ class Checkpoint(Callback):
             c.load_state_dict(s["callbacks"].get(type(c).__name__, {}))
         loop.start = loop.completed = s["loop_step"]
 
-    def save(self, loop): save_checkpoint(self.state(loop), self.path)
+    def save(self, loop):
+        "Atomically write `state(loop)` to `path`."
+        save_checkpoint(self.state(loop), self.path)
     def after_step(self, loop):
+        "Save every `every` completed steps."
         if loop.completed % self.every == 0: self.save(loop)
     def after_fit(self, loop):
+        "Save the final state (unless the loop has no completed step)."
         if loop.completed is not None: self.save(loop)
     def on_interrupt(self, loop):
+        "Save the state at the interruption (unless the loop has no completed step)."
         if loop.completed is not None: self.save(loop)
 
 # %% ../nbs/00_core.ipynb #18f40b0c
@@ -777,7 +828,9 @@ class GenerativeModel(nn.Module):
         "Check and convert the arguments of `fit`; subclasses extend this."
         return tuple(check_tensor(d, f"data[{i}]", floating=(i == 0), min_rows=2) for i, d in enumerate(data))
 
-    def default_callbacks(self) -> list[Callback]: return []
+    def default_callbacks(self) -> list[Callback]:
+        "Callbacks the model adds to every `fit`; none by default."
+        return []
 
     def fit(self, *data, steps: int | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
             batch_size: int | None = None, seed: int = 0, device=None):
@@ -848,6 +901,7 @@ class DiagonalGaussian(GenerativeModel):
         self.optimizers = {"adam": torch.optim.Adam(self.parameters(), lr=check_float(lr, "lr", min=0, strict=True))}
 
     def prepare_data(self, x):
+        "Check that `x` is (n, dim) with at least 2 rows."
         return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -868,6 +922,7 @@ class DiagonalGaussian(GenerativeModel):
         return (check_tensor(x, "x", ndim=2, shape=(None, self.dim)) - self.mu) / self.log_sigma.exp()
 
     def train_step(self, x):
+        "One Adam step on the mean negative log-likelihood of `x`; returns {'nll': loss}."
         opt = self.optimizers["adam"]
         loss = -self.log_prob(x).mean()
         opt.zero_grad(); loss.backward(); opt.step()
@@ -1007,6 +1062,7 @@ class GroupedLinear(nn.Module):
                    torch.stack([l.bias.detach() for l in layers]) if layers[0].bias is not None else None)
 
     def forward(self, x: Tensor) -> Tensor:
+        "Interleaved rows `x` (K B, in) -> (K B, out): row b K + k goes through layer k."
         (K, o, i), n = self.weight.shape, len(x)
         w = self.weight * self.weight_scale if self.weight_scale != 1 else self.weight
         b = None if self.bias is None else self.bias * self.bias_scale if self.bias_scale != 1 else self.bias
@@ -1020,7 +1076,9 @@ class GroupedLinear(nn.Module):
         "The stacked parameters under the names one layer gives them."
         return {"weight": self.weight} | ({"bias": self.bias} if self.bias is not None else {})
 
-    def extra_repr(self) -> str: return f"replicas={self.weight.shape[0]}, {self.weight.shape[2]}, {self.weight.shape[1]}"
+    def extra_repr(self) -> str:
+        "The number of replicas, in features and out features."
+        return f"replicas={self.weight.shape[0]}, {self.weight.shape[2]}, {self.weight.shape[1]}"
 
 # %% ../nbs/00_core.ipynb #d96cc7d6
 class VmapLeaf(nn.Module):
@@ -1038,6 +1096,8 @@ class VmapLeaf(nn.Module):
                 raise ReplicaError(f"layer {type(layers[0]).__name__}: buffer '{b}' differs between replicas")
 
     def forward(self, *xs: Tensor) -> Tensor:
+        """Interleaved inputs `xs` (K B, ...) through the K stacked copies by vmap, row b K + k through copy k;
+        the outputs interleaved the same way (K B, ...)."""
         K = len(self.stacked[0])
         buffers = dict(self.template.named_buffers())
         def one(params, *rows): return torch.func.functional_call(self.template, {**dict(zip(self.names, params)), **buffers}, rows)
@@ -1045,7 +1105,9 @@ class VmapLeaf(nn.Module):
         y = torch.func.vmap(one)(list(self.stacked), *split)
         return y.transpose(0, 1).reshape(-1, *y.shape[2:])
 
-    def replica_parameters(self) -> dict[str, Tensor]: return dict(zip(self.names, self.stacked))
+    def replica_parameters(self) -> dict[str, Tensor]:
+        "The stacked parameters (K, ...) under the names one layer gives them."
+        return dict(zip(self.names, self.stacked))
 
 REPLICA_LAYERS: dict[type, Callable[[Sequence[nn.Module]], nn.Module]] = {nn.Linear: GroupedLinear.from_linear}
 

@@ -66,7 +66,9 @@ class Toy2D:
     weights: Tensor  # (K,) mixture weights, float64
 
     @property
-    def n_classes(self) -> int: return len(self.weights)
+    def n_classes(self) -> int:
+        "K, the number of mixture components (classes)."
+        return len(self.weights)
 
     # --- what a subclass provides ---
     def _sample_given(self, y: Tensor, gen) -> Tensor:
@@ -93,7 +95,9 @@ class Toy2D:
         else: out = lp.gather(1, self._check_labels(y, len(x))[:, None]).squeeze(1)
         return out.to(x.dtype)
 
-    def prob(self, x: Tensor) -> Tensor: return self.log_prob(x).exp()
+    def prob(self, x: Tensor) -> Tensor:
+        "Exact density p(x) per row, exp(`log_prob(x)`)."
+        return self.log_prob(x).exp()
 
     def _check_labels(self, y, n: int) -> Tensor:
         y = check_tensor(y, "y", ndim=1, shape=(n,), floating=False).long().cpu()
@@ -243,6 +247,8 @@ class TwoMoons(CurveToy):
     "Two interleaved half circles (upper centred at (0,0), lower at (1, 0.5)) with Gaussian noise."
     name, n_arms = "two_moons", 2
     def curve(self, t, k):
+        """Arm `k` at `t` in [0, 1] as (len(t), 2) float64: unit half circles, the upper one centred at (0, 0) for k = 0,
+        the lower one centred at (1, 0.5) for k = 1."""
         return _arc(t, (0.0, 0.0), 0.0, math.pi) if k == 0 else _arc(t, (1.0, 0.5), math.pi, math.pi)
 
 class ThreeMoons(CurveToy):
@@ -250,6 +256,8 @@ class ThreeMoons(CurveToy):
     name, n_arms = "three_moons", 3
     CENTERS = ((0.0, 0.0), (1.25, 0.5), (2.5, 0.0))
     def curve(self, t, k):
+        """Arm `k` at `t` in [0, 1] as (len(t), 2) float64: the unit half circle centred at `CENTERS[k]`, upper for k = 0, 2
+        and lower for k = 1."""
         return _arc(t, self.CENTERS[k], 0.0 if k != 1 else math.pi, math.pi)
 
 class TwoSpirals(CurveToy):
@@ -260,6 +268,8 @@ class TwoSpirals(CurveToy):
         self.radius = check_float(radius, "radius", min=0, strict=True)
         super().__init__(noise, weights, panel, order)
     def curve(self, t, k):
+        """Arm `k` at `t` in [0, 1] as (len(t), 2) float64: r = radius * theta / theta_max with theta from pi/2 over `turns`
+        turns; arm 1 is arm 0 negated."""
         th0, th1 = math.pi / 2, math.pi / 2 + 2 * math.pi * self.turns
         th = th0 + (th1 - th0) * t
         c = self.radius * th[:, None] / th1 * torch.stack([th.cos(), th.sin()], 1)
@@ -272,6 +282,7 @@ class SwissRoll(CurveToy):
         self.radius = check_float(radius, "radius", min=0, strict=True)
         super().__init__(noise, panel=panel, order=order)
     def curve(self, t, k):
+        "The single arm at `t` in [0, 1] as (len(t), 2) float64: theta = 1.5 pi + 3 pi t, r = radius * theta / (4.5 pi); `k` is unused."
         th = 1.5 * math.pi + 3 * math.pi * t
         return self.radius * th[:, None] / (4.5 * math.pi) * torch.stack([th.cos(), th.sin()], 1)
 
@@ -554,6 +565,8 @@ class ImageFolder(torch.utils.data.Dataset):
     def __len__(self) -> int: return len(self.files)
 
     def load_image(self, path: Path) -> Tensor:
+        """Read the image at `path` as RGB, crop the central square and resize it to `size` (bicubic): a (3, size, size)
+        float tensor in [-1, 1]. Raise ValueError for a file that cannot be read as an image."""
         from PIL import Image, UnidentifiedImageError
         try:
             with Image.open(path) as im: im = im.convert("RGB")

@@ -270,7 +270,9 @@ class LatentKDE:
         return self.Z
 
     @property
-    def dim(self) -> int: return self._fitted().shape[1]
+    def dim(self) -> int:
+        "The dimension of the fitted codes; raise if `fit` has not run."
+        return self._fitted().shape[1]
 
     def log_prob(self, z: Tensor) -> Tensor:
         "Per-row log-density of the KDE (Eq. KDE), mixed with the background Gaussian if `background` > 0; shape (m,)."
@@ -293,6 +295,7 @@ class LatentKDE:
         return out
 
     def to(self, device) -> "LatentKDE":
+        "Move the stored codes to `device`; return self."
         if self.Z is not None: self.Z = self.Z.to(device)
         return self
 

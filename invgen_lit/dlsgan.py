@@ -47,7 +47,9 @@ class LatentTrace(nn.Module):
         self.v.lerp_(global_mean(z_pred.detach().pow(2)), 1 - self.decay)   # over all processes
 
     @property
-    def s(self) -> Tensor: return latent_scale(self.v)
+    def s(self) -> Tensor:
+        "The latent scale s = `latent_scale(v)` (Eq. 32) of the traced variance: (latent_dim,), one row per replica in a batched fit."
+        return latent_scale(self.v)
 
 # %% ../nbs/51_dlsgan.ipynb #7a126381
 def mse_encoder_loss(z: Tensor, z_pred: Tensor) -> Tensor:
@@ -95,18 +97,24 @@ class InversionGAN(GenerativeModel):
 
     # --- the latent ---
     @property
-    def latent_variance(self) -> Tensor: return self.trace.v.detach().clone()
+    def latent_variance(self) -> Tensor:
+        "A detached copy of the traced latent variance v (latent_dim,)."
+        return self.trace.v.detach().clone()
     @property
     def latent_scale(self) -> Tensor:
         "s (Eq. 32) for DLSGAN; all ones for a model without a dynamic scale."
         return self.trace.s if self.uses_scale else torch.ones(self.latent_dim, device=self.trace.v.device)
-    def latent_entropy(self) -> float: return scaled_entropy(self.latent_scale)
+    def latent_entropy(self) -> float:
+        "Differential entropy of s o Z, Z ~ N(0, I), for the model's `latent_scale` s (that of N(0, I) without a dynamic scale)."
+        return scaled_entropy(self.latent_scale)
 
     def check_input(self, x, name: str = "x", min_rows: int = 1) -> Tensor:
         "Rows of `data_shape`; images must lie in [-1, 1], the range the models are trained on. Raise naming `name`."
         return check_images(x, name, self.data_shape, min_rows)
 
-    def prepare_data(self, X): return (self.check_input(X, "X", min_rows=2),)
+    def prepare_data(self, X):
+        "Check `X` for `fit`: rows of `data_shape` (at least 2), images in [-1, 1]; returns (X,)."
+        return (self.check_input(X, "X", min_rows=2),)
 
     # --- the networks ---
     def _split(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -130,6 +138,7 @@ class InversionGAN(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, use_ema: bool = True, generator: torch.Generator | None = None) -> Tensor:
+        "`n` draws: z ~ N(0, I) (on the CPU, from `generator` if given) decoded, by the EMA generator if `use_ema`."
         return self.decode(torch.randn(check_int(n, "n", min=0), self.latent_dim, generator=generator), use_ema)
 
     def _encoder_net(self, use_ema: bool) -> nn.Module: return self.D_ema if use_ema and self.D_ema is not None else self.D
@@ -150,16 +159,30 @@ class InversionGAN(GenerativeModel):
 
     # --- training ---
     def encoder_loss(self, z: Tensor, z_pred: Tensor, log_var: Tensor | None) -> Tensor:
+        """L_enc of the fakes' predicted latents `z_pred` against their latents `z` (`log_var` from InfoGAN's head, else None).
+        Subclasses define it."""
         raise NotImplementedError
 
     # the adversarial part; AEDLSGAN replaces these four with the CAGAN loss on conditions
-    def real_condition(self, y): return None
-    def fake_condition(self, z: Tensor): return None
-    def d_adv_loss(self, a_r, c_r, a_f, c_f) -> Tensor: return ADVERSARIAL_LOSSES["ns"][0](a_r, a_f)
-    def g_adv_loss(self, a_f, c_f) -> Tensor: return ADVERSARIAL_LOSSES["ns"][1](a_f)
-    def r1_logit(self, a_r, c_r) -> Tensor: return a_r
+    def real_condition(self, y):
+        "Condition of the real rows for the adversarial loss: None here (AEDLSGAN: one-hot labels)."
+        return None
+    def fake_condition(self, z: Tensor):
+        "Condition of the fake rows made from latents `z`: None here (AEDLSGAN: the fixed classifier's class)."
+        return None
+    def d_adv_loss(self, a_r, c_r, a_f, c_f) -> Tensor:
+        "Discriminator adversarial loss: the non-saturating loss of real logits `a_r` and fake logits `a_f` (conditions unused)."
+        return ADVERSARIAL_LOSSES["ns"][0](a_r, a_f)
+    def g_adv_loss(self, a_f, c_f) -> Tensor:
+        "Generator adversarial loss: the non-saturating loss of fake logits `a_f` (condition unused)."
+        return ADVERSARIAL_LOSSES["ns"][1](a_f)
+    def r1_logit(self, a_r, c_r) -> Tensor:
+        "The real logit whose input gradient R1 penalises: `a_r` itself here."
+        return a_r
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict:
+        """One D* step (adversarial loss + lambda_enc L_enc on fakes + r1 R1 on reals), then one G step against the frozen D*
+        (with L_enc if `enc_in_g`); then the traced variance and the EMAs are updated. Returns the losses and the latent entropy."""
         B, c_r = len(x), self.real_condition(y)
         # Algorithm 2, lines 1-10: D* on real and fake rows, L_enc on the fakes' predicted latents
         z = batch_randn(B, self.latent_dim, device=x.device)
@@ -194,16 +217,22 @@ class InversionGAN(GenerativeModel):
 class DLSGAN(InversionGAN):
     "Dynamic Latent Scale GAN (Sec. 3.2, Eq. 31-35, Algorithm 2): G generates from z o s, L_enc is Eq. 33."
     uses_scale = True
-    def encoder_loss(self, z, z_pred, log_var): return dls_encoder_loss(z, z_pred, replica_rows(self.trace.s, z))
+    def encoder_loss(self, z, z_pred, log_var):
+        "Eq. 33: the mean squared error of z - z_pred weighted by the current scale s (`log_var` unused)."
+        return dls_encoder_loss(z, z_pred, replica_rows(self.trace.s, z))
 
 class MSEGAN(InversionGAN):
     "GAN with the encoder in D* trained by plain MSE (Eq. 15, 17, 18)."
-    def encoder_loss(self, z, z_pred, log_var): return mse_encoder_loss(z, z_pred)
+    def encoder_loss(self, z, z_pred, log_var):
+        "Eq. 15: the plain mean squared error between `z` and `z_pred` (`log_var` unused)."
+        return mse_encoder_loss(z, z_pred)
 
 class InfoGAN(InversionGAN):
     "InfoGAN predicting every latent dimension with a log-variance head (Eq. 16, 17, 18)."
     log_var_head = True
-    def encoder_loss(self, z, z_pred, log_var): return info_encoder_loss(z, z_pred, log_var)
+    def encoder_loss(self, z, z_pred, log_var):
+        "Eq. 16: the Gaussian negative log-likelihood of `z` with mean `z_pred` and log-variance `log_var` (constant dropped)."
+        return info_encoder_loss(z, z_pred, log_var)
 
 class PosthocEncoderGAN(InversionGAN):
     """Baseline of Sec. 4.2.1: a GAN trained without L_enc, then an encoder E with the discriminator's architecture
@@ -227,9 +256,13 @@ class PosthocEncoderGAN(InversionGAN):
         self.phase = "encoder"; super().fit(X, steps=encoder_steps, **kwargs)
         return self
 
-    def encoder_loss(self, z, z_pred, log_var): return mse_encoder_loss(z, z_pred)
+    def encoder_loss(self, z, z_pred, log_var):
+        "Plain mean squared error (Eq. 15) of D*'s latent head; only logged in the GAN phase, where lambda_enc = 0."
+        return mse_encoder_loss(z, z_pred)
 
     def train_step(self, x: Tensor) -> dict:
+        """GAN phase: the InversionGAN step without L_enc. Encoder phase: one AdamW step of E on the MSE between z and
+        E(G_ema(z)) (the EMA generator if any), updating the traced variance; returns {'enc_e'}."""
         if self.phase == "gan": return super().train_step(x)
         z = batch_randn(len(x), self.latent_dim, device=x.device)
         with torch.no_grad(): fake = self.generate(z, use_ema=True)
@@ -257,17 +290,28 @@ class AEDLSGAN(DLSGAN):
         self.register_buffer("b", torch.zeros(self.n_classes))
 
     def prepare_data(self, X, y):
+        "Check `X` as InversionGAN does and labels `y` (n,) in 0..n_classes-1; returns (X, y)."
         (X,) = super().prepare_data(X)
         return X, check_labels(y, "y", self.n_classes, (len(X),))
 
-    def real_condition(self, y): return F.one_hot(y, self.n_classes).float()
+    def real_condition(self, y):
+        "One-hot float conditions (n, n_classes) of the real labels `y`."
+        return F.one_hot(y, self.n_classes).float()
     def fake_condition(self, z: Tensor) -> Tensor:
         "Eq. 36: one-hot of argmax((z o s) w + b)."
         return F.one_hot(self.classify_latent(z), self.n_classes).float()
-    def classify_latent(self, z: Tensor) -> Tensor: return ((z * replica_rows(self.trace.s, z)) @ self.w + self.b).argmax(1)
-    def d_adv_loss(self, a_r, c_r, a_f, c_f): return cagan_d_loss(a_r, c_r, a_f, c_f)
-    def g_adv_loss(self, a_f, c_f): return cagan_g_loss(a_f, c_f)
-    def r1_logit(self, a_r, c_r): return (a_r * c_r).sum(1)
+    def classify_latent(self, z: Tensor) -> Tensor:
+        "The fixed classifier's class of each unscaled latent row: argmax((z o s) w + b), shape (n,)."
+        return ((z * replica_rows(self.trace.s, z)) @ self.w + self.b).argmax(1)
+    def d_adv_loss(self, a_r, c_r, a_f, c_f):
+        "The CAGAN discriminator loss (Eq. 29) of per-class logits `a_r`, `a_f` under one-hot conditions `c_r`, `c_f`."
+        return cagan_d_loss(a_r, c_r, a_f, c_f)
+    def g_adv_loss(self, a_f, c_f):
+        "The CAGAN generator loss (Eq. 30) of per-class fake logits `a_f` under conditions `c_f`."
+        return cagan_g_loss(a_f, c_f)
+    def r1_logit(self, a_r, c_r):
+        "For R1, each real row's logit of its own class: sum over classes of `a_r` times `c_r`, shape (n,)."
+        return (a_r * c_r).sum(1)
 
     def _direction(self, source: int, target: int) -> Tensor:
         source, target = (check_int(v, n, min=0, max=self.n_classes - 1) for v, n in ((source, "source"), (target, "target")))

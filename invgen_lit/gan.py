@@ -140,6 +140,7 @@ class GAN(GenerativeModel):
                            "D": torch.optim.AdamW(self.D.parameters(), lr=lr, betas=betas, weight_decay=wd)}
 
     def prepare_data(self, x):
+        "Check that `x` is (n, data_dim) with at least 2 rows."
         return (check_tensor(x, "x", ndim=2, shape=(None, self.data_dim), min_rows=2),)
 
     def decode(self, z: Tensor, use_ema: bool = True) -> Tensor:
@@ -170,6 +171,7 @@ class GAN(GenerativeModel):
         return out
 
     def train_step(self, x: Tensor) -> dict:
+        "One adversarial step on `x` (`adversarial_step`) with latents for D and for G drawn from `sample_latent`; the losses by name."
         return self.adversarial_step(x, self.sample_latent(len(x)), self.sample_latent(len(x)))
 
     def adversarial_step(self, x: Tensor, z_d: Tensor, z_g: Tensor) -> dict:

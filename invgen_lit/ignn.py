@@ -161,6 +161,7 @@ class ConditionalFlow(GenerativeModel):
         return {"L_g": L_g, "L_c": L_c, "W": transport.mean(), "barrier": self.latent.barrier()}
 
     def train_step(self, x: Tensor, y: Tensor) -> dict:
+        "One Adam step on L_g + L_c + gamma W + barrier weight times the barrier; returns the four terms (detached)."
         t = self.objective(x, y)
         loss = t["L_g"] + t["L_c"] + self.gamma * t["W"] + self.barrier_weight * t["barrier"]
         opt = self.optimizers["adam"]
@@ -227,7 +228,9 @@ class ConditionalFlow(GenerativeModel):
         return self.decode(self.latent.means[k].detach().cpu() + self.latent.radius(level) * u)
 
 # %% ../nbs/41_ignn.ipynb #068462c7
-def one_hot(y: Tensor, n_classes: int) -> Tensor: return F.one_hot(y, n_classes).float()
+def one_hot(y: Tensor, n_classes: int) -> Tensor:
+    "Float one-hot encoding of class ids `y`: shape (*y.shape, n_classes)."
+    return F.one_hot(y, n_classes).float()
 
 class ConditionalGAN(GenerativeModel):
     """Baseline (seed 003 'cGAN', Mirza & Osindero 2014): G(z, onehot(y)) with the condition concatenated to the noise,
@@ -249,6 +252,7 @@ class ConditionalGAN(GenerativeModel):
                            "D": torch.optim.Adam(self.D.parameters(), lr, betas=(0.5, 0.99))}
 
     def prepare_data(self, X, Y):
+        "Check `X` (n, dim), at least 2 rows, and one integer label per row `Y` in 0..n_classes-1; returns (X as float, Y as long)."
         X = check_tensor(X, "X", ndim=2, shape=(None, self.dim), min_rows=2)
         Y = Y if isinstance(Y, Tensor) else torch.as_tensor(Y)
         if Y.ndim == 0 or len(Y) != len(X):
@@ -256,15 +260,19 @@ class ConditionalGAN(GenerativeModel):
         return X.float(), check_labels(Y, "Y", self.n_classes, (len(X),))
 
     def decode(self, z: Tensor, y=0) -> Tensor:
+        "G(z, onehot(y)) for latents `z` (n, latent_dim), without gradients; `y` one class id for all rows or labels (n,)."
         z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim)).to(self.device)
         y = check_labels(y, "y", self.n_classes, (len(z),)).to(self.device)
         with torch.no_grad(): return self.G(torch.cat([z, one_hot(y, self.n_classes)], 1))
 
     def sample(self, n: int, y=0, generator: torch.Generator | None = None) -> Tensor:
+        "`n` draws of X | Y = y: z ~ N(0, I) (from `generator` if given) decoded with labels `y`."
         z = torch.randn(check_int(n, "n", min=1), self.latent_dim, generator=generator)
         return self.decode(z, y)
 
     def train_step(self, x: Tensor, y: Tensor) -> dict:
+        """One D step (non-saturating loss, plus r1 times R1 on real rows) and one G step, both conditioned on onehot(y);
+        returns d_loss, g_loss and r1."""
         from invgen_lit.gan import ns_d_loss, ns_g_loss, r1_penalty
         c = one_hot(y, self.n_classes)
         fake = self.G(torch.cat([torch.randn(len(x), self.latent_dim, device=x.device), c], 1))
@@ -292,10 +300,13 @@ class ConditionalCoupling(nn.Module):
         return s, t * (1 - self.mask)
 
     def forward(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """Transform `x` (n, d) given one-hot conditions `c` (n, n_classes): returns (the output (n, d), log|det J| per row).
+        The masked coordinates pass through unchanged."""
         s, t = self._st(x * self.mask, c)
         return x * self.mask + (1 - self.mask) * (x * s.exp() + t), s.sum(1)
 
     def inverse(self, z: Tensor, c: Tensor) -> Tensor:
+        "The exact inverse of `forward` for `z` (n, d) under the same conditions `c`."
         s, t = self._st(z * self.mask, c)
         return z * self.mask + (1 - self.mask) * ((z - t) * (-s).exp())
 
@@ -327,10 +338,12 @@ class ConditionalCouplingFlow(GenerativeModel):
         return x, ld
 
     def encode(self, X: Tensor, y=0) -> Tensor:
+        "z = F(x | y) for `X` (n, dim), without gradients; `y` one class id or labels (n,)."
         X = check_tensor(X, "X", ndim=2, shape=(None, self.dim)).to(self.device)
         with torch.no_grad(): return self._flow(X, self._cond(y, len(X)))[0]
 
     def decode(self, z: Tensor, y=0) -> Tensor:
+        "x = F^{-1}(z | y) for `z` (n, dim), exact (couplings undone last to first); `y` one class id or labels (n,)."
         z = check_tensor(z, "z", ndim=2, shape=(None, self.dim)).to(self.device)
         c = self._cond(y, len(z))
         with torch.no_grad():
@@ -338,15 +351,18 @@ class ConditionalCouplingFlow(GenerativeModel):
         return z
 
     def log_prob(self, X: Tensor, y) -> Tensor:
+        "Exact log p(X | Y = y) per row: log N(F(x | y); 0, I) + log|det J|; `y` one class id or labels (n,)."
         X = check_tensor(X, "X", ndim=2, shape=(None, self.dim)).to(self.device)
         with torch.no_grad():
             z, ld = self._flow(X, self._cond(y, len(X)))
             return standard_normal_log_prob(z) + ld
 
     def sample(self, n: int, y=0, generator: torch.Generator | None = None) -> Tensor:
+        "`n` draws of X | Y = y: standard-normal codes (from `generator` if given) decoded with labels `y`."
         return self.decode(torch.randn(check_int(n, "n", min=1), self.dim, generator=generator), y)
 
     def train_step(self, x: Tensor, y: Tensor) -> dict:
+        "One Adam step on the exact negative log-likelihood of `x` given labels `y`; returns {'nll'}."
         z, ld = self._flow(x, one_hot(y, self.n_classes))
         nll = -(standard_normal_log_prob(z) + ld).mean()
         self.optimizers["adam"].zero_grad(); nll.backward(); self.optimizers["adam"].step()
@@ -404,6 +420,7 @@ class GraphLayer(nn.Module):
         return self.bases if self.kind == "chebnet" else self.raw_bases * self.mask
 
     def forward(self, x: Tensor) -> Tensor:
+        "Nodal features `x` (n, V, c_in) -> (n, V, c_out): sum_k B_k x W_k + b."
         return torch.einsum("kuv,nvc,kcd->nud", self.filters(), x, self.weight) + self.bias
 
 GRAPH_LAYERS = ("l3net", "chebnet")
@@ -420,6 +437,7 @@ class GraphResidualNet(nn.Module):
         self.act = activation(act)
 
     def forward(self, x: Tensor) -> Tensor:
+        "Flattened nodal features (n, V d) -> (n, V d) through the graph layers (activation between layers, none after the last)."
         h = x.reshape(len(x), self.n_nodes, self.feat_dim)
         for i, layer in enumerate(self.layers):
             h = layer(h)

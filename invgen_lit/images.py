@@ -175,8 +175,11 @@ class ImageBatches:
         x = torch.cat(rows)[: self.batch_size]
         return (x.to(self.device, non_blocking=True) if self.device is not None else x,)
 
-    def state_dict(self) -> dict: return {"epoch": self.epoch, "position": self.position}
+    def state_dict(self) -> dict:
+        "The position in the stream, {'epoch', 'position'} (items consumed this epoch), for resuming."
+        return {"epoch": self.epoch, "position": self.position}
     def load_state_dict(self, s: dict):
+        "Resume at the epoch and position of `s`: the next batch starts a fresh loader that skips the items already consumed."
         self.epoch, self.position, self._it = int(s["epoch"]), int(s["position"]), None
 
 # %% ../nbs/60_images.ipynb #cd3e4954
@@ -196,6 +199,8 @@ class RandomConvFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
+        """Images (B, C, H, W) -> features (B, 512): resized to 64 x 64, four stride-2 convolutions with leaky ReLU,
+        then the mean and std of each of the 256 last maps. No gradients."""
         h = F.interpolate(x.float(), size=64, mode="bilinear", align_corners=False, antialias=True)
         for c in self.convs: h = F.leaky_relu(c(h), 0.2)
         return torch.cat([h.mean((2, 3)), h.std((2, 3))], 1)
@@ -212,6 +217,8 @@ class TorchScriptFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
+        """Images (B, C, H, W) in [-1, 1] -> float features (B, F); a single channel is repeated to three; with `inception`
+        the net gets uint8 RGB in [0, 255] and `return_features=True`. No gradients."""
         if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
         if self.inception: return self.net(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), return_features=True).float()
         return self.net(x).float()
@@ -264,10 +271,14 @@ def save_image_grid(x: Tensor, path, nrow: int = 8) -> Path:
 
 class Periodic(Callback):
     "A callback that calls `write(loop)` every `every` steps and once more at the end if the last step was not one of them."
-    def write(self, loop): raise NotImplementedError
+    def write(self, loop):
+        "The periodic work, given the training `loop`; subclasses implement it."
+        raise NotImplementedError
     def after_step(self, loop):
+        "Call `write` when the number of completed steps is a multiple of `every`."
         if loop.completed % self.every == 0: self.write(loop)
     def after_fit(self, loop):
+        "Call `write` once more if the run ended after some steps on a count that is not a multiple of `every`."
         if loop.completed and loop.completed % self.every: self.write(loop)
 
 class SampleGrid(Periodic):
@@ -276,6 +287,7 @@ class SampleGrid(Periodic):
     def __init__(self, folder, every: int = 500, n: int = 32, seed: int = 0):
         self.folder, self.every, self.n, self.seed = Path(folder), check_int(every, "every", min=1), check_int(n, "n", min=1), seed
     def write(self, loop):
+        "On rank 0, save a grid of `n` samples from the model, drawn with seed `seed` (the same latents each time), to folder/step_XXXXXXX.png."
         if distributed_world()[0] != 0: return
         x = loop.model.sample(self.n, generator=torch.Generator().manual_seed(self.seed))
         save_image_grid(x, self.folder / f"step_{loop.model.global_step:07d}.png")
@@ -287,6 +299,8 @@ class MetricsLogger(Periodic):
         self.real, self.features, self.path = real, features, Path(path)
         self.every, self.n, self.last = check_int(every, "every", min=1), n, None
     def write(self, loop):
+        """On rank 0: `image_metrics` on `real` (at most `n` rows), logged to the model's history and appended as a row
+        (step, features, metrics) to the CSV at `path`."""
         if distributed_world()[0] != 0: return
         m = loop.model
         self.last = image_metrics(m, self.real, self.features, self.n)
@@ -300,6 +314,8 @@ class MetricsLogger(Periodic):
 class RunCheckpoint(Checkpoint):
     "Checkpoint written by rank 0 only; refuses a checkpoint of another method or data shape by name; says where it resumes."
     def before_fit(self, loop):
+        """Refuse a checkpoint of another class or with another data_shape, latent_dim, channels or n_categories, say on
+        rank 0 which step it resumes from, then resume as `Checkpoint` does."""
         if self.resume and self.path.exists():
             s = load_checkpoint(self.path)
             m, cfg = loop.model, s.get("config", {})
@@ -313,6 +329,7 @@ class RunCheckpoint(Checkpoint):
             if distributed_world()[0] == 0: print(f"resuming from step {s['loop_step']} of {loop.steps} ({self.path})", flush=True)
         super().before_fit(loop)
     def save(self, loop):
+        "Write the checkpoint, on rank 0 only."
         if distributed_world()[0] == 0: super().save(loop)
 
 # %% ../nbs/60_images.ipynb #f3ad92d7

@@ -81,8 +81,12 @@ class RBFVariance(nn.Module):
         self.register_buffer("lam", rbf_bandwidths(Z, centres, labels, self.a).float())
         self.W = nn.Parameter(torch.rand(D, K, generator=gen))      # random, so full rank almost surely (Lemma 3)
 
-    def forward(self, z: Tensor) -> Tensor: return rbf_sigma(z, self.centres, self.lam, self.W, self.floor)
-    def jacobian(self, z: Tensor) -> Tensor: return rbf_sigma_jacobian(z, self.centres, self.lam, self.W, self.floor)
+    def forward(self, z: Tensor) -> Tensor:
+        "sigma(z) (n, out_dim) for latents `z` (n, latent_dim)."
+        return rbf_sigma(z, self.centres, self.lam, self.W, self.floor)
+    def jacobian(self, z: Tensor) -> Tensor:
+        "J_sigma at every row of `z`, in closed form: (n, out_dim, latent_dim)."
+        return rbf_sigma_jacobian(z, self.centres, self.lam, self.W, self.floor)
 
 # %% ../nbs/20_invgan.ipynb #4c93697f
 def _rows(mask: Tensor, limit: int = 10) -> str:
@@ -118,7 +122,9 @@ class InvGAN(GAN):
         if bad.any(): raise ValueError(f"argument '{name}': expected finite values, received NaN/inf in rows {_rows(bad)}")
         return x.flatten(1).to(self.device)
 
-    def prepare_data(self, x): return (self._check_x(x, min_rows=2),)
+    def prepare_data(self, x):
+        "Check `x` for `fit`: rows of `data_shape` (at least 2), all finite, flattened to (n, D) on the model's device."
+        return (self._check_x(x, min_rows=2),)
 
 # %% ../nbs/20_invgan.ipynb #50a6c28f
 def _decode(self: InvGAN, z: Tensor, use_ema: bool = False) -> Tensor:
@@ -271,24 +277,32 @@ class RealNVP(GenerativeModel):
             x, ld = self._coupling(k, x); logdet = logdet + ld
         return x, logdet
 
-    def prepare_data(self, x): return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
+    def prepare_data(self, x):
+        "Check `x` for `fit`: shape (n, dim) with at least 2 rows."
+        return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
     def log_prob(self, x: Tensor) -> Tensor:
         "Exact log-density by change of variables: log N(F(x); 0, I) + log|det J_F(x)|."
         z, logdet = self.forward_logdet(check_tensor(x, "x", ndim=2, shape=(None, self.dim)))
         return standard_normal_log_prob(z) + logdet
 
     @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor: return self.forward_logdet(check_tensor(x, "x", ndim=2, shape=(None, self.dim)))[0]
+    def encode(self, x: Tensor) -> Tensor:
+        "z = F(x) for `x` (n, dim), without gradients."
+        return self.forward_logdet(check_tensor(x, "x", ndim=2, shape=(None, self.dim)))[0]
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
+        "x = F^{-1}(z) for `z` (n, dim): exact, the couplings undone last to first, without gradients."
         z = check_tensor(z, "z", ndim=2, shape=(None, self.dim))
         for k in reversed(range(len(self.nets))): z = self._coupling(k, z, inverse=True)[0]
         return z
 
-    def sample(self, n: int) -> Tensor: return self.decode(torch.randn(check_int(n, "n", min=0), self.dim, device=self.device))
+    def sample(self, n: int) -> Tensor:
+        "`n` draws: standard-normal codes (n, dim) decoded."
+        return self.decode(torch.randn(check_int(n, "n", min=0), self.dim, device=self.device))
 
     def train_step(self, x: Tensor) -> dict:
+        "One Adam step on the mean exact negative log-likelihood of the batch; returns {'nll'}."
         nll = -self.log_prob(x).mean()
         self.optimizers["flow"].zero_grad(set_to_none=True); nll.backward(); self.optimizers["flow"].step()
         return {"nll": nll.detach()}
@@ -363,18 +377,25 @@ class Autoencoder(GenerativeModel):
     def _check_x(self, x, min_rows: int = 1) -> Tensor:
         return check_tensor(x, "x", shape=(None, *self.data_shape), min_rows=min_rows).flatten(1).to(self.device)
 
-    def prepare_data(self, x): return (self._check_x(x, min_rows=2),)
+    def prepare_data(self, x):
+        "Check `x` for `fit`: rows of `data_shape` (at least 2), flattened to (n, D) on the model's device."
+        return (self._check_x(x, min_rows=2),)
     @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor: return self.E(self._check_x(x))
+    def encode(self, x: Tensor) -> Tensor:
+        "Codes E(x) (n, latent_dim) of rows `x` of `data_shape`."
+        return self.E(self._check_x(x))
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
+        "Data Dec(z) of shape (n, *data_shape) from codes `z` (n, latent_dim)."
         return self.Dec(check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim))).reshape(len(z), *self.data_shape)
     @torch.no_grad()
     def score(self, x: Tensor) -> Tensor:
+        "Anomaly score per row: the squared reconstruction error ||x - Dec(E(x))||^2 (higher = more anomalous)."
         x = self._check_x(x)
         return (x - self.Dec(self.E(x))).pow(2).sum(1)
 
     def train_step(self, x: Tensor) -> dict:
+        "One Adam step on the mean over rows of ||x - Dec(E(x))||^2, logged as 'mse'."
         loss = (x - self.Dec(self.E(x))).pow(2).sum(1).mean()
         self.optimizers["ae"].zero_grad(set_to_none=True); loss.backward(); self.optimizers["ae"].step()
         return {"mse": loss.detach()}

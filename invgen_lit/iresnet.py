@@ -30,8 +30,12 @@ class Scaled(nn.Module):
     "Multiply a module's output by a constant: a 1-Lipschitz network times c is c-Lipschitz."
     def __init__(self, net: nn.Module, c: float):
         super().__init__(); self.net, self.c = net, c
-    def forward(self, x: Tensor) -> Tensor: return self.c * self.net(x)
-    def extra_repr(self) -> str: return f"c={self.c}"
+    def forward(self, x: Tensor) -> Tensor:
+        "c times net(x)."
+        return self.c * self.net(x)
+    def extra_repr(self) -> str:
+        "The constant c, shown in the module's repr."
+        return f"c={self.c}"
 
 def residual_net(dim: int, hidden: Sequence[int] = (64, 64), act: str = "elu", lipschitz: float | None = None) -> nn.Module:
     """The residual branch f: an MLP R^dim -> R^dim (without a constraint its output layer starts at zero, so the
@@ -57,7 +61,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__(); self.net = net
 
-    def forward(self, x: Tensor) -> Tensor: return x + self.net(x)
+    def forward(self, x: Tensor) -> Tensor:
+        "F(x) = x + f(x), same shape as `x`."
+        return x + self.net(x)
 
     def forward_with_logdet(self, x: Tensor, logdet: str = "exact", **kw) -> tuple[Tensor, Tensor, Tensor]:
         "(F(x), log|det J_F(x)| per row, f(x)): exact, truncated series or Russian roulette (`kw` go to the estimator)."
@@ -147,7 +153,9 @@ class ContractionBranch(nn.Module):
         dim, self.c = check_int(dim, "dim", min=1), check_float(c, "c", min=0, max=1, strict=True)
         q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
         self.register_buffer("Q", q * torch.sign(torch.diagonal(r)))  # sign fix: Haar-distributed
-    def forward(self, x: Tensor) -> Tensor: return self.c * torch.tanh(x @ self.Q.T)
+    def forward(self, x: Tensor) -> Tensor:
+        "f(x) = c tanh(Q x) for `x` (n, dim) -> (n, dim)."
+        return self.c * torch.tanh(x @ self.Q.T)
 
 # %% ../nbs/40_iresnet.ipynb #187f42ab
 class InvertibleResNet(nn.Module):
@@ -166,6 +174,7 @@ class InvertibleResNet(nn.Module):
     def _check(self, x: Tensor, name: str) -> Tensor: return check_tensor(x, name, ndim=2, shape=(None, self.dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        "z = F(x): `x` (n, D) through every block -> (n, D); no log-determinant (see `flow`)."
         x = self._check(x, "x")
         for b in self.blocks: x = b(x)
         return x
@@ -225,6 +234,7 @@ class IResNet(GenerativeModel):
         self.optimizers = {"adam": torch.optim.Adam(self.flow.parameters(), lr=check_float(lr, "lr", min=0, strict=True))}
 
     def prepare_data(self, x):
+        "Check `x` for `fit`: shape (n, D) with at least 2 rows."
         return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
 
     def _x(self, x, name: str = "x") -> Tensor:
@@ -245,15 +255,20 @@ class IResNet(GenerativeModel):
         return (standard_normal_log_prob(z) + ld).detach()
 
     def encode(self, x: Tensor) -> Tensor:
+        "z = F(x) for `x` (n, D), without gradients."
         with torch.no_grad(): return self.flow(self._x(x))
 
     def decode(self, z: Tensor) -> Tensor:
+        "x = F^{-1}(z) for `z` (n, D) by fixed-point iteration, block by block (raises `FixedPointError` if it does not converge)."
         return self.flow.inverse(self._x(z, "z"), self.tol, self.max_iter)
 
     def sample(self, n: int) -> Tensor:
+        "`n` draws: standard-normal codes (n, D) decoded by the fixed-point inverse."
         return self.decode(torch.randn(check_int(n, "n", min=1), self.dim, device=self.device))
 
     def train_step(self, x: Tensor) -> dict:
+        """One Adam step on nll + gamma * transport, the nll from the model's log-det method (exact, or a power-series estimate);
+        returns 'nll' and 'transport'."""
         z, ld, transport = self.flow.flow(x, self.logdet, **self._estimator_kw())
         nll, w = -(standard_normal_log_prob(z) + ld).mean(), transport.mean()
         loss = nll + self.gamma * w

@@ -469,9 +469,11 @@ class ITGAN(GenerativeModel):
         self.transformer = None
 
     def get_extra_state(self) -> dict:
+        "The fitted table transformer's state (None before `fit`), saved with the weights so that `load` can rebuild the networks."
         return {"transformer": None if self.transformer is None else self.transformer.state_dict()}
 
     def set_extra_state(self, state: dict):
+        "Build the networks from a saved transformer state if this model has none yet."
         if state["transformer"] is not None and self.transformer is None:
             self._build(TableTransformer.from_state_dict(state["transformer"]))
 
@@ -502,6 +504,8 @@ class ITGAN(GenerativeModel):
                            "g": torch.optim.Adam(self.G.parameters(), lr=c["lr"], betas=betas)}
 
     def prepare_data(self, df):
+        """Check that `df` is a DataFrame; on the first call fit the table transformer and build the networks.
+        Returns the encoded table (n, output_dim), float32."""
         if not isinstance(df, pd.DataFrame): raise TypeError(f"argument 'df': expected a pandas DataFrame, received {_describe(df)}")
         if self.transformer is None:
             c = self.config

@@ -55,7 +55,9 @@ class JKOBlock(nn.Module):
         self.eval_steps = self.n_steps if eval_steps is None else check_int(eval_steps, "eval_steps", min=1)
 
     @property
-    def t1(self) -> float: return self.t0 + self.h
+    def t1(self) -> float:
+        "The end time t0 + h of the block's interval."
+        return self.t0 + self.h
 
     @property
     def steps(self) -> int:
@@ -73,8 +75,12 @@ class JKOBlock(nn.Module):
             raise ODESolveError(f"RK4 solve from t={float(t[0]):g} to t={float(t[-1]):g} ({steps} steps): the state "
                                 f"became non-finite inside the solve ({e})") from e
 
-    def forward(self, x: Tensor) -> Tensor: return self._solve(self.func, x)[-1]
-    def inverse(self, z: Tensor) -> Tensor: return self._solve(self.func, z, reverse=True)[-1]
+    def forward(self, x: Tensor) -> Tensor:
+        "x(t1) (n, dim) from `x` = x(t0): the ODE solved forward by `steps` RK4 steps (towards the latent)."
+        return self._solve(self.func, x)[-1]
+    def inverse(self, z: Tensor) -> Tensor:
+        "x(t0) (n, dim) from `z` = x(t1): the same ODE solved backwards in time by `steps` RK4 steps."
+        return self._solve(self.func, z, reverse=True)[-1]
 
     def flow_with_div(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         "(x(t1), int_{t0}^{t1} div f ds, int_{t0}^{t1} ||f||^2 ds) for x = x(t0), by one solve of the augmented ODE."
@@ -86,7 +92,9 @@ class JKOBlock(nn.Module):
             self.dynamics.eps = None
         return z[-1], l[-1], e[-1]
 
-    def extra_repr(self) -> str: return f"t0={self.t0:.4g}, h={self.h:.4g}, n_steps={self.n_steps}, eval_steps={self.eval_steps}"
+    def extra_repr(self) -> str:
+        "t0, h and the RK4 step counts, shown in the module's repr."
+        return f"t0={self.t0:.4g}, h={self.h:.4g}, n_steps={self.n_steps}, eval_steps={self.eval_steps}"
 
 # %% ../nbs/42_jko.ipynb #91f2e36d
 def even_w2_intervals(h: Sequence[float], w2: Sequence[float]) -> list[float]:
@@ -194,6 +202,7 @@ class JKOFlow(GenerativeModel):
 
     # ---- training --------------------------------------------------------------------------------------------
     def prepare_data(self, x):
+        "Check `x` for `fit`: shape (n, dim) with at least 2 rows."
         return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
 
     def train_step(self, x: Tensor) -> dict:
@@ -346,6 +355,7 @@ class JKOFlow(GenerativeModel):
                 "w2": list(self.w2_), "batches": list(self.batches_)}
 
     def set_extra_state(self, state: dict):
+        "Restore the per-block movements `w2_` and mini-batch counts `batches_` (`load_state_dict` rebuilds the blocks)."
         self.w2_, self.batches_ = [float(v) for v in state["w2"]], [int(v) for v in state["batches"]]
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

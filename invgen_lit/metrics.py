@@ -326,14 +326,18 @@ class DigitFeatures(GenerativeModel):
         return check_tensor(x, name, ndim=4, shape=(None, 1, self.size, self.size))
 
     def prepare_data(self, x, y):
+        "Check images `x` (n, 1, size, size) and integer labels `y` (n,); return them, the labels as long."
         x = self._check_x(x)
         y = check_tensor(y, "y", shape=(len(x),), floating=False)
         if y.is_floating_point(): raise TypeError(f"argument 'y': expected integer class labels, received dtype {y.dtype}")
         return x, y.long()
 
-    def forward(self, x: Tensor) -> Tensor: return self.head(self.body(x))
+    def forward(self, x: Tensor) -> Tensor:
+        "Class logits (n, 10) of images `x` (n, 1, size, size)."
+        return self.head(self.body(x))
 
     def train_step(self, x, y):
+        "One Adam step on the cross-entropy of the logits of `x` against labels `y`; returns {'ce': loss}."
         opt = self.optimizers["adam"]
         loss = F.cross_entropy(self(x), y)
         opt.zero_grad(); loss.backward(); opt.step()

@@ -38,10 +38,12 @@ class EqualLinear(nn.Module):
         return self.weight * self.scale
 
     def forward(self, x: Tensor) -> Tensor:
+        "(..., in_features) -> (..., out_features) with the run-time scaled weight and the bias times `lr_mul`."
         b = self.bias * self.lr_mul if self.bias is not None else None
         return F.linear(x, self.effective_weight(), b)
 
     def extra_repr(self) -> str:
+        "Sizes, bias and run-time scale, shown in the module's repr."
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, scale={self.scale:.4g}"
 
 # %% ../nbs/02_nn.ipynb #4c54809d
@@ -72,9 +74,11 @@ class EqualConv2d(nn.Module):
         return self.weight * self.scale
 
     def forward(self, x: Tensor) -> Tensor:
+        "(B, in_channels, H, W) -> (B, out_channels, H', W') with the run-time scaled kernel."
         return F.conv2d(x, self.effective_weight(), self.bias, stride=self.stride, padding=self.padding)
 
     def extra_repr(self) -> str:
+        "Channels, kernel size, stride, padding and run-time scale, shown in the module's repr."
         k = self.weight.shape[-1]
         return f"{self.in_channels}, {self.out_channels}, kernel_size={k}, stride={self.stride}, padding={self.padding}, scale={self.scale:.4g}"
 
@@ -90,9 +94,13 @@ class MinibatchStd(nn.Module):
         "The group size used for a batch of `batch` rows: the largest divisor of `batch` not above `group_size`."
         return max(g for g in range(1, min(self.group_size, batch) + 1) if batch % g == 0)
 
-    def extra_repr(self) -> str: return f"group_size={self.group_size}"
+    def extra_repr(self) -> str:
+        "The group size, shown in the module's repr."
+        return f"group_size={self.group_size}"
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, F) -> (B, F + 1) or (B, C, H, W) -> (B, C + 1, H, W): each row gets its group's mean standard deviation
+        as one extra feature or channel."""
         x = check_tensor(x, "x", ndim=(2, 4), min_rows=1)
         B, G = x.shape[0], self.group(x.shape[0] // replica_count())   # in a batched fit: the group size of one replica's batch
         y = x.reshape(G, B // G, *x.shape[1:])                    # y[j, g] = x[j * B//G + g]: stride grouping
@@ -145,6 +153,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        "(B, in_dim) -> (B, out_dim)."
         x = check_tensor(x, "x", ndim=2, shape=(None, self.in_dim))
         return self.net(x)
 
@@ -237,6 +246,7 @@ class ConvDiscriminator(nn.Module):
         self.channels = chs
 
     def forward(self, x: Tensor) -> Tensor:
+        "Images (B, C, H, W) of `in_shape` -> logits (B, out_dim)."
         x = check_tensor(x, "x", ndim=4, shape=(None, *self.in_shape))
         h = self.from_image(x)
         for k, block in enumerate(self.blocks):
@@ -286,6 +296,7 @@ class ConcatLinear(nn.Module):
         super().__init__()
         self.lin = nn.Linear(in_dim + t_dim, out_dim)
     def forward(self, t_emb: Tensor, x: Tensor) -> Tensor:
+        "The linear map of [x; t_emb]: `t_emb` (B, t_dim) and `x` (B, in_dim) -> (B, out_dim)."
         return self.lin(torch.cat([x, t_emb], dim=1))
 
 class ConcatSquashLinear(nn.Module):
@@ -294,6 +305,7 @@ class ConcatSquashLinear(nn.Module):
         super().__init__()
         self.lin, self.gate, self.shift = nn.Linear(in_dim, out_dim), nn.Linear(t_dim, out_dim), nn.Linear(t_dim, out_dim, bias=False)
     def forward(self, t_emb: Tensor, x: Tensor) -> Tensor:
+        "(W x + b) * sigmoid(U e + c) + V e for `t_emb` e (B, t_dim) and `x` (B, in_dim) -> (B, out_dim)."
         return self.lin(x) * torch.sigmoid(self.gate(t_emb)) + self.shift(t_emb)
 
 # %% ../nbs/02_nn.ipynb #06310236
@@ -323,6 +335,7 @@ class ODEFunc(nn.Module):
         return torch.cat([t, torch.sin(t * freqs), torch.cos(t * freqs)], dim=1)
 
     def forward(self, t, x: Tensor) -> Tensor:
+        "f(t, x): `t` a number, a scalar tensor or one time per row, `x` (B, dim) -> (B, dim); each call adds one to `nfe`."
         x = check_tensor(x, "x", ndim=2, shape=(None, self.dim))
         if not isinstance(t, Tensor): t = torch.tensor(float(check_float(t, "t")))
         t = t.to(x)

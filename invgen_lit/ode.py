@@ -83,8 +83,12 @@ class NeuralODE(nn.Module):
         "The state at `t_to` of the solution through z at `t_from` (either direction in time)."
         z = check_tensor(z, "z", ndim=2)
         return odesolve(self.func, z, _time_grid(t_from, t_to, z), **self.solver)[-1]
-    def forward(self, z0: Tensor) -> Tensor: return self.solve(z0, self.t0, self.t1)
-    def inverse(self, z1: Tensor) -> Tensor: return self.solve(z1, self.t1, self.t0)
+    def forward(self, z0: Tensor) -> Tensor:
+        "z(t1) (n, D) from `z0` = z(t0), by the configured solver."
+        return self.solve(z0, self.t0, self.t1)
+    def inverse(self, z1: Tensor) -> Tensor:
+        "z(t0) (n, D) from `z1` = z(t1): the same ODE solved backwards in time."
+        return self.solve(z1, self.t1, self.t0)
     def trajectory(self, z0: Tensor, n_times: int = 20) -> Tensor:
         "States at `n_times` evenly spaced times from t0 to t1, shape (n_times, n, D)."
         z0 = check_tensor(z0, "z0", ndim=2)
@@ -145,6 +149,8 @@ class CNFDynamics(nn.Module):
         self.probe = check_choice(probe, "probe", PROBES)
         self.eps = None  # Hutchinson probes: fixed for a whole solve (FFJORD), so the estimate is one smooth ODE
     def forward(self, t, state):
+        """Right-hand side at time `t` of `state` = (z, l, e): (f(t, z) (n, D), div f per row, ||f||^2 per row); the
+        divergence exact, or Hutchinson's with the probes of `set_probes`."""
         z = state[0]
         if self.divergence == "hutchinson" and (self.eps is None or self.eps.shape != z.shape):
             raise RuntimeError("CNFDynamics: call `set_probes(z)` before a Hutchinson solve (the probes stay fixed for one solve)")
@@ -228,10 +234,13 @@ class CNF(GenerativeModel):
         self.optimizers = {"adam": torch.optim.Adam(self.flow.parameters(), lr=check_float(lr, "lr", min=0, strict=True))}
 
     def prepare_data(self, x):
+        "Check `x` for `fit`: shape (n, D) with at least 2 rows."
         return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
 
     @property
-    def nfe(self) -> int: return self.flow.func.nfe
+    def nfe(self) -> int:
+        "Evaluations of the vector field so far (a running count kept by the ODE function, never reset)."
+        return self.flow.func.nfe
 
     @property
     def log_prob_kind(self) -> str:
@@ -250,15 +259,20 @@ class CNF(GenerativeModel):
         return check_tensor(x, name, ndim=2, shape=(None, self.dim)).to(p.device, p.dtype)
 
     def encode(self, x: Tensor) -> Tensor:
+        "Map data `x` (n, D) to the base space: the ODE solved from t = T back to 0, without gradients."
         with torch.no_grad(): return self.flow.encode(self._x(x))
 
     def decode(self, z: Tensor) -> Tensor:
+        "Map codes `z` (n, D) to data: the ODE solved from t = 0 to T, without gradients."
         with torch.no_grad(): return self.flow.decode(self._x(z, "z"))
 
     def sample(self, n: int) -> Tensor:
+        "`n` draws: standard-normal codes (n, D) decoded."
         return self.decode(torch.randn(check_int(n, "n", min=1), self.dim, device=self.device))
 
     def train_step(self, x: Tensor) -> dict:
+        """One Adam step on the mean negative log-likelihood (the model's divergence: exact, or a Hutchinson estimate) plus
+        `kinetic` times the mean kinetic energy; returns nll, kinetic and the step's function evaluations."""
         nfe0 = self.nfe
         logp, kinetic = self.flow.log_prob(x, return_kinetic=True)
         nll, ke = -logp.mean(), kinetic.mean()

@@ -55,8 +55,11 @@ def energy(logits: Tensor, temperature: float = 1.0) -> Tensor:
 class LRDecay(Callback):
     "Multiply every optimiser's learning rate by `total ** (1 / steps)` after each step: `total` over the whole run."
     def __init__(self, total: float = 0.95 ** 30): self.total = check_float(total, "total", min=0, max=1, strict=True)
-    def before_fit(self, loop): self.factor = self.total ** (1 / max(loop.steps, 1))
+    def before_fit(self, loop):
+        "Set the per-step factor `total ** (1 / steps)` from the loop's number of steps."
+        self.factor = self.total ** (1 / max(loop.steps, 1))
     def after_step(self, loop):
+        "Multiply the learning rate of every parameter group of every optimiser by the factor."
         for opt in loop.model.optimizers.values():
             for g in opt.param_groups: g["lr"] *= self.factor
 
@@ -85,14 +88,18 @@ class Autoencoder(_ImageModel):
         self.optimizers = {"ae": torch.optim.Adam(self.parameters(), **self._opt_kw)}
 
     def train_step(self, x):
+        "One Adam step on the pixel MSE between dec(enc(x)) and `x`; returns {'mse'}."
         loss = (self.dec(self.enc(x)) - x).pow(2).mean()
         self.optimizers["ae"].zero_grad(set_to_none=True); loss.backward(); self.optimizers["ae"].step()
         return {"mse": loss}
 
     @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor: return self.enc(check_images(x, "x", self.data_shape).to(self.device))
+    def encode(self, x: Tensor) -> Tensor:
+        "Latents (n, latent_dim) of images `x` (n, *data_shape) in [-1, 1], by the encoder network."
+        return self.enc(check_images(x, "x", self.data_shape).to(self.device))
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
+        "Images (n, *data_shape) from latents `z` (n, latent_dim), by the decoder network."
         return self.dec(check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim)).to(self.device))
     def score(self, x: Tensor) -> Tensor:
         "The reconstruction OOD score (Table 5's 'Rec' of the autoencoder)."
@@ -121,10 +128,12 @@ class Classifier(_ImageModel):
         self.optimizers = {"clf": torch.optim.Adam(self.net.parameters(), **self._opt_kw)}
 
     def prepare_data(self, X, y):
+        "Check images `X` (in [-1, 1]) and integer labels `y` (n,) in 0..n_classes-1; returns (X, y)."
         (X,) = super().prepare_data(X)
         return X, check_labels(y, "y", self.n_classes, (len(X),))
 
     def train_step(self, x, y):
+        "One Adam step on the cross-entropy of the logits of `x` against `y`; returns {'ce'}."
         loss = F.cross_entropy(self.net(x), y)
         self.optimizers["clf"].zero_grad(set_to_none=True); loss.backward(); self.optimizers["clf"].step()
         return {"ce": loss}
@@ -152,20 +161,27 @@ class Classifier(_ImageModel):
 
     @torch.no_grad()
     def logits(self, x: Tensor, percentile: float = 1.0) -> Tensor:
+        """Class logits (n, n_classes) of images `x`; with `percentile` < 1 the penultimate activations are first clipped at
+        the ReAct threshold of that percentile. Raises if the model is untrained."""
         _check_trained(self, "Classifier.logits")
         x = check_images(x, "x", self.data_shape).to(self.device)
         clip = None if _check_percentile(percentile) == 1 else self.react_threshold(percentile)
         return torch.cat([self._forward(c, clip)[0] for c in x.split(1024)])
 
-    def predict(self, x: Tensor) -> Tensor: return self.logits(x).argmax(1)
+    def predict(self, x: Tensor) -> Tensor:
+        "The most probable class of each image (unclipped logits), shape (n,)."
+        return self.logits(x).argmax(1)
     def accuracy(self, x: Tensor, y: Tensor) -> float:
+        "The fraction of images in `x` whose predicted class equals the label in `y`."
         return float((self.predict(x).cpu() == check_labels(y, "y", self.n_classes, (len(x),)).cpu()).double().mean())
 
     def energy_score(self, x: Tensor, temperature: float = 1.0, percentile: float = 1.0) -> Tensor:
         "Energy (Liu et al.) of the ReAct-clipped logits: OOD score, higher = more anomalous; percentile = 1: no clipping."
         return energy(self.logits(x, percentile), temperature)
 
-    def score(self, x: Tensor) -> Tensor: return self.energy_score(x)
+    def score(self, x: Tensor) -> Tensor:
+        "OOD score per row: the energy of the unclipped logits at temperature 1 (higher = more anomalous)."
+        return self.energy_score(x)
 
 # %% ../nbs/52_anodlsgan.ipynb #5d5d03dd
 def ood_sets(x_id: Tensor, families: Mapping[str, Tensor] | None = None, intensity: float = 0.1,

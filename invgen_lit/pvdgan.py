@@ -46,6 +46,9 @@ class PVDGAN(DLSGAN):
         self.lambda_rec = check_float(lambda_rec, "lambda_rec", min=0)
 
     def train_step(self, x: Tensor) -> dict:
+        """One iteration of Algorithm 4: D* on real rows and fakes (NS loss, L_enc, R1), then G on a batch whose first half comes
+        from Z_x (Eq. 38, with the perceptual loss) and the rest from N(0, I) (with L_enc); then update the traced v.
+        The losses by name and the latent entropy."""
         B, h = len(x), len(x) // 2
         s, d_loss, g_loss = self.trace.s, *ADVERSARIAL_LOSSES["ns"]
         # lines 1-9: D* on real rows (keeping z_r and the features y_r) and on fakes from Z
@@ -108,6 +111,9 @@ class VAEGAN(InversionGAN):
         return torch.cat([self._mu_log_var(c, use_ema)[0] for c in x.split(batch_size)])
 
     def train_step(self, x: Tensor) -> dict:
+        """One step: D on real rows and fakes (NS loss, R1); then G on a batch half from the encoder's Z_x (Eq. 19) and half
+        from N(0, I) (adversarial plus perceptual loss, Eq. 23), and E on the perceptual plus prior loss (Eq. 24).
+        The losses by name."""
         B, h = len(x), len(x) // 2
         d_loss, g_loss = ADVERSARIAL_LOSSES["ns"]
         z = batch_randn(B, self.latent_dim, device=x.device)

@@ -43,7 +43,9 @@ class LossBelow:
     "Per-row termination: row i stops once its reconstruction loss is <= `tol`."
     name = "loss"
     def __init__(self, tol: float): self.tol = check_float(tol, "tol", min=0)
-    def __call__(self, step: int, z: Tensor, loss: Tensor) -> Tensor: return loss <= self.tol
+    def __call__(self, step: int, z: Tensor, loss: Tensor) -> Tensor:
+        "Boolean (n,): True for the rows whose reconstruction `loss` is <= `tol` (`step` and `z` unused)."
+        return loss <= self.tol
     def __repr__(self): return f"LossBelow({self.tol:g})"
 
 class MMDStop:
@@ -57,6 +59,8 @@ class MMDStop:
         self.trace: list[float] = []  # MMD_u^2 at every step, for Fig. 4
 
     def __call__(self, step: int, z: Tensor, loss: Tensor) -> bool:
+        """Append MMD_u^2 between the codes `z[:split]` and `z[split:]` to `trace`; True once `step` >= `min_steps` and it
+        exceeds `threshold` (stops the whole batch)."""
         if len(z) - self.split < 2:
             raise ValueError(f"argument 'split': expected at least 2 rows after row {self.split} (the generated codes), "
                              f"received {len(z) - self.split} of {len(z)}")
@@ -172,7 +176,7 @@ class KDEGAN(GAN):
     steps_by_profile = {"smoke": 10, "docs": 1500, "full": 20_000}
     log_prob_kind = "latent"    # the prior density of the reversed code, not a density of x
     # prior='normal' is the vanilla GAN's step; the KDE prior reverses each batch for a data-dependent number of steps
-    batched_replicas = property(lambda self: self.prior == "normal")
+    batched_replicas = property(lambda self: self.prior == "normal", doc="Replicas train batched with the normal prior only (the KDE prior is fitted per run).")
     replica_limit = "with prior='kde' each batch is reversed until an MMD test passes, a per-replica number of steps"
 
     def __init__(self, data_shape=(1, 16, 16), latent_dim: int = 32, prior: str = "kde", hidden: Sequence[int] = (256, 256, 256),
@@ -196,8 +200,12 @@ class KDEGAN(GAN):
         self._bank = torch.zeros(0, self.latent_dim)
 
     # the bank of reversed codes travels in the state dict (so in checkpoints) as extra state
-    def get_extra_state(self) -> dict: return {"bank": self._bank.detach().cpu()}
-    def set_extra_state(self, state: dict): self._bank = state["bank"]
+    def get_extra_state(self) -> dict:
+        "The bank of reversed codes (on the CPU), saved in the state dict and so in checkpoints."
+        return {"bank": self._bank.detach().cpu()}
+    def set_extra_state(self, state: dict):
+        "Restore the bank of reversed codes from a saved state."
+        self._bank = state["bank"]
 
     @property
     def codes(self) -> Tensor:
@@ -232,6 +240,9 @@ def _reverse_batch(self: KDEGAN, x: Tensor, fake: Tensor) -> ReversalResult:
         self.G.requires_grad_(True)
 
 def _train_step(self: KDEGAN, x: Tensor) -> dict:
+    """prior='normal': the vanilla GAN step. Else reverse the batch together with as many fakes until their codes' MMD passes
+    the threshold, add the real rows' codes to the bank (last `bank` kept), and take one GAN step with latents from the KDE prior.
+    Returns the GAN losses and the reversal steps, loss and latent MMD."""
     if self.prior == "normal": return GAN.train_step(self, x)
     with torch.no_grad(): fake = self.G(self.sample_latent(len(x)))
     r = self.reverse_batch(x, fake)
@@ -247,6 +258,7 @@ def _check_x(self: KDEGAN, x, name: str = "x", min_rows: int = 1) -> Tensor:
     return check_tensor(x, name, shape=(None, *self.data_shape), min_rows=min_rows)
 
 def _prepare_data(self: KDEGAN, x):
+    "Check `x` for `fit`: rows of `data_shape` (at least 2), flattened to (n, prod(data_shape))."
     return (self._check_x(x, min_rows=2).flatten(1),)
 
 def _decode(self: KDEGAN, z: Tensor, use_ema: bool = True) -> Tensor:

@@ -37,6 +37,7 @@ class ModelCard:
     inverse: str | None = None         # how encode relates to decode: "exact", "learned", "reversal" or None
     round_trip_tol: float = 1e-4       # max |decode(encode(x)) - x| allowed when `inverse` is "exact"
     exact_density: bool = False        # log_prob is a normalised density of the data: `invgen eval` reports held-out likelihood
+    resumable: bool = True             # `invgen train` resumes an interrupted run from its checkpoint (one training loop)
 
     @property
     def class_name(self) -> str:
@@ -69,12 +70,12 @@ CARDS: dict[str, ModelCard] = {
     "gan": ModelCard("gan:GAN", "vanilla GAN (NS loss, EMA generator), the baseline that drops modes", (POINTS,), ("sample", "decode"),
                      "Goodfellow 2014; notebook 04", {POINTS: dict(hidden=(128, 128, 128), batch_size=64)}, dict(hidden=(16, 16))),
     "kdegan": ModelCard("reversal:KDEGAN", "KDE-GAN: a latent prior fitted to codes reversed from data", _POINTS_AND_IMAGES,
-                        _FLOW_VERBS, "Kim 2021; notebook 10",
+                        _FLOW_VERBS, "Kilcher 2017; notebook 10",
                         {POINTS: dict(latent_dim=2, hidden=(128, 128, 128), out_act=None, bank=256, min_reversal_steps=2, max_reversal_steps=10),
                          IMAGES: dict(latent_dim=32, bank=256, max_reversal_steps=10)},
                         dict(latent_dim=2, hidden=(16, 16), out_act=None, bank=32, min_reversal_steps=2, max_reversal_steps=3), "reversal"),
     "invgan": ModelCard("invgan:InvGAN", "InvGAN: a GAN with an inference net and a likelihood on the generator's manifold",
-                        _POINTS_AND_IMAGES, _FLOW_VERBS, "Xu 2020; notebook 20",
+                        _POINTS_AND_IMAGES, _FLOW_VERBS, "Ren 2020; notebook 20",
                         {POINTS: dict(hidden=(128, 128)), IMAGES: dict(latent_dim=16, hidden=(256, 256), out_act="tanh")},
                         dict(hidden=(16, 16), n_centres=4, kmeans_samples=64), "learned"),
     "realnvp": ModelCard("invgan:RealNVP", "RealNVP affine-coupling flow, the flow baseline", (POINTS,), _FLOW_VERBS,
@@ -91,7 +92,7 @@ CARDS: dict[str, ModelCard] = {
                          _FLOW_VERBS, "Behrmann 2019; notebook 40", {POINTS: dict(n_blocks=5)}, dict(n_blocks=2, hidden=(16, 16)),
                          "exact", 1e-3, exact_density=True),
     "ignn": ModelCard("ignn:ConditionalFlow", "iGNN: an invertible flow from X | Y to a Gaussian mixture, classifier and generator",
-                      (LABELLED_POINTS,), ("sample", "encode", "decode", "log_prob", "predict"), "Xu 2022; notebook 41",
+                      (LABELLED_POINTS,), ("sample", "encode", "decode", "log_prob", "predict"), "Xu, Cheng and Xie 2022 (iGNN); notebook 41",
                       {LABELLED_POINTS: dict(n_blocks=4)}, dict(n_blocks=2, hidden=(16, 16)), "exact", 1e-3),
     "conditional-gan": ModelCard("ignn:ConditionalGAN", "class-conditional GAN, the generative baseline of iGNN", (LABELLED_POINTS,),
                                  ("sample", "decode"), "notebook 41", {LABELLED_POINTS: {}}, dict(hidden=(16, 16))),
@@ -99,8 +100,8 @@ CARDS: dict[str, ModelCard] = {
                                   (LABELLED_POINTS,), ("sample", "encode", "decode", "log_prob"), "notebook 41", {LABELLED_POINTS: {}},
                                   dict(n_layers=2, hidden=(16, 16)), "exact", 1e-4),
     "jko": ModelCard("jko:JKOFlow", "JKO-iFlow: a continuous flow trained one block (one JKO step) at a time", (POINTS,), _FLOW_VERBS,
-                     "Xu 2023; notebook 42", {POINTS: dict(max_blocks=4)}, dict(hidden=(16, 16), max_blocks=2), "exact", 1e-3,
-                     exact_density=True),
+                     "Xu, Cheng and Xie 2022 (JKO-iFlow); notebook 42", {POINTS: dict(max_blocks=4)}, dict(hidden=(16, 16), max_blocks=2), "exact", 1e-3,
+                     exact_density=True, resumable=False),
     "cagan": ModelCard("cagan:CAGAN", "conditional GAN with the classifier-free CAGAN loss", (LABELLED_POINTS, LABELLED_IMAGES),
                        ("sample", "encode", "decode"), "Cho 2025, Sec. 3.1; notebook 50", {LABELLED_POINTS: dict(hidden=(128, 128, 128), batch_size=64)},
                        dict(n_classes=2, **_SMALL_GAN), "reversal"),
@@ -114,7 +115,8 @@ CARDS: dict[str, ModelCard] = {
     "infogan": ModelCard("dlsgan:InfoGAN", "InfoGAN, a Gaussian NLL encoder over every latent", _POINTS_AND_IMAGES, _GAN_VERBS,
                          "Chen 2016; notebook 51", _INVERTING, _SMALL_GAN, "learned"),
     "posthoc-gan": ModelCard("dlsgan:PosthocEncoderGAN", "a GAN, then an encoder trained to invert it afterwards", _POINTS_AND_IMAGES,
-                             _GAN_VERBS, "Cho 2025, Sec. 4.2.1; notebook 51", _INVERTING, _SMALL_GAN, "learned"),
+                             _GAN_VERBS, "Cho 2025, Sec. 4.2.1; notebook 51", {POINTS: _GAN_POINTS, IMAGES: _GAN_DIGITS}, _SMALL_GAN,
+                             "learned", resumable=False),
     "aedlsgan": ModelCard("dlsgan:AEDLSGAN", "attribute-editing DLSGAN: conditions from a fixed linear classifier of the latent",
                           (LABELLED_POINTS, LABELLED_IMAGES), _GAN_VERBS, "Cho 2025, Sec. 3.2.1; notebook 51",
                           {LABELLED_POINTS: _GAN_POINTS}, dict(n_classes=2, **_SMALL_GAN), "learned"),

@@ -53,7 +53,7 @@ def gauss(gauss_data):
 # ---- who may enter ---------------------------------------------------------------------------------------------------
 def test_every_arena_names_the_missing_verb(gauss):
     with pytest.raises(TypeError, match="has no 'score'.*ood arena calls model.score"):
-        arena_models([gauss], "ood", (3,))
+        arena_models([EncodeOnly()], "ood", (2,))
     with pytest.raises(TypeError, match="'EncodeOnly'.*has no 'decode'"):
         arena_models([EncodeOnly()], "inversion", (2,))
     with pytest.raises(TypeError, match="has no 'log_prob'"):

@@ -19,7 +19,8 @@ def public_objects():
                 yield mod.__name__, name, obj
                 for attr, member in vars(obj).items():
                     if attr.startswith("_") and attr != "__call__": continue
-                    f = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+                    if isinstance(member, property): yield mod.__name__, f"{name}.{attr}", member; continue
+                    f = getattr(member, "__func__", member)
                     if inspect.isfunction(f): yield mod.__name__, f"{name}.{attr}", f
 
 def missing():
