@@ -126,6 +126,7 @@ class ClassConditionalGAN(GenerativeModel):
     `d_out` outputs, NS loss with R1 + R2, Adam(0, 0.99), EMA generator, class-conditional latent P(C_f) = `class_weights`,
     optional minibatch-std in D and mixed batch training. Subclasses give `d_out`, `d_loss`, `g_loss`, `adv_logit`."""
     steps_by_profile = {"smoke": 20, "docs": 2000, "full": 200_000}   # full: 200 epochs x 1,000 steps (Sec. 4.1.1)
+    encode_kind = "reversal"    # `encode` optimises a code per row (no encoder network)
     batched_replicas = property(lambda self: not self.mixed_batch, doc="Replicas train batched unless mixed batches are on (their schedule is per run).")
     replica_limit = "mixed batches permute real and fake rows across the whole batch"
 

@@ -44,6 +44,7 @@ class CGPGAN(GenerativeModel):
     the fakes' categories with the gradient penalty, D with one output per category (CAGAN loss) using Q's labels for the
     real rows, and P(C) re-estimated from Q. `prior`, `predict(x)`; `codebook=True` feeds G a trainable vector per category."""
     steps_by_profile = {"smoke": 20, "docs": 4000, "full": 50_000}
+    encode_kind = "reversal"    # `encode` optimises a code per row (no encoder network)
     batched_replicas = property(lambda self: self.codebook is None, doc="Replicas train batched without a codebook (its weight is read directly, not as a layer).")   # the codebook's weight is read directly, not as a layer
     replica_limit = "the codebook's embedding is read as a matrix, outside a layer"
     replica_buffers = ("p_c",)

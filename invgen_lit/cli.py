@@ -263,9 +263,9 @@ def out_dir(s: str) -> Path:
     p = Path(s).expanduser()
     if p.exists() and not p.is_dir():
         raise argparse.ArgumentTypeError(f"expected a directory (new or existing), received {s!r}, an existing file")
-    try: p.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise argparse.ArgumentTypeError(f"cannot create or write the directory {s!r} ({e.strerror or e})") from None
-    if not os.access(p, os.W_OK | os.X_OK): raise argparse.ArgumentTypeError(f"cannot write into the directory {s!r} (permission denied)")
+    base = next(a for a in (p.absolute(), *p.absolute().parents) if a.exists())   # the folder the run's folders will go into
+    try: tempfile.TemporaryDirectory(dir=base).cleanup()                          # can we write there? (try it; leave nothing)
+    except OSError as e: raise argparse.ArgumentTypeError(f"cannot write the directory {s!r}: '{base}' refuses new files ({e.strerror or e})") from None
     return p
 
 def file_with(suffixes: Sequence[str], must_exist: bool = False) -> Callable[[str], Path]:
@@ -575,7 +575,7 @@ def train_settings(args: argparse.Namespace, spec: Method, kind: str, saved: dic
     if accepts(cls, "batch_size") and _default(cls, "batch_size") is not None: kwargs["batch_size"] = batch
     steps = args.steps if args.steps is not None else saved.get("steps") or by_profile(**cls.steps_by_profile)
     every = args.checkpoint_every or saved.get("checkpoint_every") or max(1, steps // 20)
-    return dict(steps=int(steps), seed=int(pick("seed", 0)), batch_size=int(batch), latent_dim=latent,
+    return dict(steps=int(steps), seed=int(pick("seed", 0)), batch_size=None if batch is None else int(batch), latent_dim=latent,
                 checkpoint_every=int(every), model_kwargs=kwargs)
 
 def build_model(spec: Method, shape: Sequence[int] | None, kwargs: dict):
@@ -665,6 +665,7 @@ def train_command(args: argparse.Namespace) -> int:
             if isinstance(ds, FolderDataSet): return train_folder(args, spec, ds, s, out)
             set_seed(s["seed"])
             model = build_model(spec, None if ds.kind == TABLES else ds.shape, s["model_kwargs"])
+            if s["batch_size"] is None: s["batch_size"] = int(model.batch_size)   # the model's default for this data
             t0 = time.time()
             callbacks = [Checkpoint(ck, every=s["checkpoint_every"])] if spec.resumable else []
             callbacks += [] if args.no_progress else [_progress_bar()]

@@ -191,7 +191,8 @@ def as_input(x, name: str, dtype: torch.dtype | None = None, device=None, labels
     else:
         x = x.to(dtype or (x.dtype if x.is_floating_point() else torch.get_default_dtype()))
         if finite and not _transformed(x) and x.numel() and not torch.isfinite(x).all():
-            raise ValueError(f"argument '{name}': expected finite values, received {int((~torch.isfinite(x)).sum())} NaN/inf entries")
+            rows = (~torch.isfinite(x.reshape(len(x), -1) if x.ndim > 1 else x[:, None])).any(1).nonzero().flatten().tolist()
+            raise ValueError(f"argument '{name}': expected finite values, received NaN/inf in rows {rows[:10]}{' ...' if len(rows) > 10 else ''}")
     return x if device is None else x.to(device)
 
 # %% ../nbs/00_core.ipynb #a4af7af3

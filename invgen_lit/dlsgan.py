@@ -19,7 +19,7 @@ from .nn import generator_and_discriminator
 
 # %% auto #0
 __all__ = ['latent_scale', 'scaled_entropy', 'LatentTrace', 'mse_encoder_loss', 'info_encoder_loss', 'dls_encoder_loss',
-           'InversionGAN', 'DLSGAN', 'MSEGAN', 'InfoGAN', 'PosthocEncoderGAN', 'AEDLSGAN']
+           'default_latent_and_batch', 'InversionGAN', 'DLSGAN', 'MSEGAN', 'InfoGAN', 'PosthocEncoderGAN', 'AEDLSGAN']
 
 # %% ../nbs/51_dlsgan.ipynb #e4c7be2d
 def latent_scale(v: Tensor) -> Tensor:
@@ -65,6 +65,13 @@ def dls_encoder_loss(z: Tensor, z_pred: Tensor, s: Tensor) -> Tensor:
     return ((z - z_pred) * s).pow(2).mean()
 
 # %% ../nbs/51_dlsgan.ipynb #0d801577
+def default_latent_and_batch(data_shape, latent_dim: int | None = None, batch_size: int | None = None) -> tuple[int, int]:
+    """`latent_dim` and `batch_size` where given, else the settings for the data: Cho 2025's image settings (1,024 latents,
+    batch 8) for images (C, H, W), the toy settings of this notebook (16 latents, batch 64) for vectors."""
+    images = len(check_data_shape(data_shape)) == 3
+    return (latent_dim if latent_dim is not None else 1024 if images else 16,
+            batch_size if batch_size is not None else 8 if images else 64)
+
 class InversionGAN(GenerativeModel):
     """A GAN whose discriminator D* also predicts the latent: D*(x) = [adversarial logit, z' (d_z)] (Sec. 2.2, 3.2).
     NS loss + R1, AdamW(0, 0.99), EMA of G and D* for evaluation, and a traced latent variance v (an EMA of z'^2) kept by
@@ -77,12 +84,13 @@ class InversionGAN(GenerativeModel):
     batched_replicas = True        # K seeds train as one computation (`fit_replicas`), each with its own traced v
     replica_buffers = ("trace.v",)
 
-    def __init__(self, data_shape=2, latent_dim: int = 1024, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
+    def __init__(self, data_shape=2, latent_dim: int | None = None, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
                  channels: int = 32, lambda_enc: float = 1.0, enc_in_g: bool = True, r1: float = 10.0, lr: float = 3e-3,
                  weight_decay: float = 1e-4, betas: Sequence[float] = (0.0, 0.99), ema: float = 0.999, trace_decay: float = 0.999,
-                 batch_size: int = 8):
+                 batch_size: int | None = None):
         super().__init__()
         self.data_shape = check_data_shape(data_shape)
+        latent_dim, batch_size = default_latent_and_batch(self.data_shape, latent_dim, batch_size)
         self.latent_dim = check_int(latent_dim, "latent_dim", min=1)
         self.lambda_enc, self.r1 = check_float(lambda_enc, "lambda_enc", min=0), check_float(r1, "r1", min=0)
         self.enc_in_g, self.batch_size = bool(enc_in_g), check_int(batch_size, "batch_size", min=2)
@@ -238,9 +246,9 @@ class PosthocEncoderGAN(InversionGAN):
     """Baseline of Sec. 4.2.1: a GAN trained without L_enc, then an encoder E with the discriminator's architecture
     (its own weights) trained by Eq. 15 to invert the EMA generator. `fit` runs both phases (`encoder_steps` default:
     as many as the GAN's, the extra computation the thesis notes)."""
-    def __init__(self, data_shape=2, latent_dim: int = 1024, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
+    def __init__(self, data_shape=2, latent_dim: int | None = None, hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp",
                  channels: int = 32, r1: float = 10.0, lr: float = 3e-3, weight_decay: float = 1e-4,
-                 betas: Sequence[float] = (0.0, 0.99), ema: float = 0.999, trace_decay: float = 0.999, batch_size: int = 8):
+                 betas: Sequence[float] = (0.0, 0.99), ema: float = 0.999, trace_decay: float = 0.999, batch_size: int | None = None):
         super().__init__(data_shape, latent_dim, hidden, backbone, channels, lambda_enc=0.0, enc_in_g=False, r1=r1, lr=lr,
                          weight_decay=weight_decay, betas=betas, ema=ema, trace_decay=trace_decay, batch_size=batch_size)
         self.E = generator_and_discriminator(self.data_shape, 1, self.latent_dim, hidden, backbone, channels)[1]
@@ -282,7 +290,7 @@ class PosthocEncoderGAN(InversionGAN):
 class AEDLSGAN(DLSGAN):
     """Attribute-editing DLSGAN (Sec. 3.2.1, Eq. 36, Algorithm 3): fake conditions from a fixed random linear classifier
     on z o s, the CAGAN loss against the real labels, and `edit` to set an attribute's score continuously."""
-    def __init__(self, data_shape=2, n_classes: int = 2, latent_dim: int = 1024, classifier_seed: int = 0, **kwargs):
+    def __init__(self, data_shape=2, n_classes: int = 2, latent_dim: int | None = None, classifier_seed: int = 0, **kwargs):
         self.n_adv = self.n_classes = check_int(n_classes, "n_classes", min=2)
         super().__init__(data_shape, latent_dim, **kwargs)
         gen = torch.Generator().manual_seed(check_int(classifier_seed, "classifier_seed", min=0))

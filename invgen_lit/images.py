@@ -249,7 +249,7 @@ def image_metrics(model: GenerativeModel, real: Tensor, features: nn.Module, n: 
     f_real, f_fake = features_of(features, real), features_of(features, fake)
     prec, rec = precision_recall(f_real, f_fake, k=3)
     out = {"fd": frechet_distance(f_real, f_fake), "precision": prec, "recall": rec}
-    if hasattr(model, "encode"):
+    if hasattr(model, "encode") and getattr(model, "encode_kind", "network") != "reversal":   # an optimisation per row costs too much here
         rec_of = lambda x: torch.cat([model.decode(model.encode(b.to(model.device))).cpu() for b in x.split(batch_size)])
         fake_rec, real_rec = rec_of(fake), rec_of(real)
         out |= {"fake_psnr": psnr(fake, fake_rec), "fake_ssim": ssim(fake, fake_rec),

@@ -41,7 +41,7 @@ def pvd_latent(z_real: Tensor, v: Tensor, eps: Tensor) -> Tensor:
 # %% ../nbs/53_pvdgan.ipynb #d07fb525
 class PVDGAN(DLSGAN):
     "DLSGAN with a perceptual VAE loss (Sec. 3.4, Eq. 38-41, Algorithm 4): half of each generator batch from Z_x."
-    def __init__(self, data_shape=2, latent_dim: int = 1024, lambda_rec: float = 1.0, **kwargs):
+    def __init__(self, data_shape=2, latent_dim: int | None = None, lambda_rec: float = 1.0, **kwargs):
         super().__init__(data_shape, latent_dim, **kwargs)
         self.lambda_rec = check_float(lambda_rec, "lambda_rec", min=0)
 
@@ -87,10 +87,10 @@ class VAEGAN(InversionGAN):
     generator batch from Z_x. `lambda_prr` = 0 makes it a perceptual autoencoder plus a GAN."""
     encoder_in_d = False
 
-    def __init__(self, data_shape=2, latent_dim: int = 1024, lambda_rec: float = 1.0, lambda_prr: float = 1.0,
+    def __init__(self, data_shape=2, latent_dim: int | None = None, lambda_rec: float = 1.0, lambda_prr: float = 1.0,
                  hidden: Sequence[int] = (256, 256, 256, 256), backbone: str = "mlp", channels: int = 32, r1: float = 10.0,
                  lr: float = 3e-3, weight_decay: float = 1e-4, betas: Sequence[float] = (0.0, 0.99), ema: float = 0.999,
-                 trace_decay: float = 0.999, batch_size: int = 8):
+                 trace_decay: float = 0.999, batch_size: int | None = None):
         super().__init__(data_shape, latent_dim, hidden, backbone, channels, lambda_enc=0.0, enc_in_g=False, r1=r1, lr=lr,
                          weight_decay=weight_decay, betas=betas, ema=ema, trace_decay=trace_decay, batch_size=batch_size)
         self.lambda_rec = check_float(lambda_rec, "lambda_rec", min=0)

@@ -25,9 +25,13 @@ INVGEN = Path(sys.executable).parent / "invgen"
 ENV = {**os.environ, "INVGEN_PROFILE": "smoke", "OMP_NUM_THREADS": "1"}
 SUBCOMMANDS = ("list", "train", "sample", "encode", "score", "eval")
 # the methods the command must offer (JKO-iFlow trains block by block and cannot resume from a Checkpoint: left out)
-EXPECTED_METHODS = {"gan", "dlsgan", "msegan", "infogan", "pvdgan", "vaegan", "cgpgan", "cnf", "iresnet", "realnvp", "invgan", "kdegan"}
+EXPECTED_METHODS = {"gaussian", "gan", "kdegan", "invgan", "realnvp", "autoencoder", "cnf", "itgan", "iresnet", "ignn",
+                    "conditional-gan", "conditional-flow", "jko", "cagan", "acgan", "dlsgan", "msegan", "infogan", "posthoc-gan",
+                    "aedlsgan", "pvdgan", "vaegan", "cgpgan", "categorical-infogan", "elastic-infogan", "ood-autoencoder",
+                    "classifier"}
 EXPECTED_DATA = {"gaussian-clusters", "8gaussians", "two-moons", "three-moons", "rings", "checkerboard", "pinwheel",
-                 "two-spirals", "swiss-roll", "manifold6d", "digits", "mnist", "folder", "ffhq", "afhq", "celeba"}
+                 "two-spirals", "swiss-roll", "manifold6d", "labelled-clusters", "labelled-moons", "digits", "digits-labelled",
+                 "adult-like", "breast-cancer", "wine", "mnist", "folder", "ffhq", "afhq", "celeba"}
 RUN_FILES = ("checkpoint.pt", "model.pt", "history.csv", "config.json", "samples.png")
 PNG = b"\x89PNG\r\n\x1a\n"
 

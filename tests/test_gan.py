@@ -176,7 +176,7 @@ def test_gan_bad_arguments():
     with pytest.raises(ValueError, match=r"argument 'loss'.*\['ns', 'wgan-gp', 'hinge'\].*'lsgan'"): GAN(2, loss="lsgan")
     with pytest.raises(ValueError, match="argument 'r1'"): GAN(2, r1=-1.0)
     with pytest.raises(TypeError, match="argument 'betas'"): GAN(2, betas=0.9)
-    with pytest.raises(ValueError, match="argument 'data_dim'"): GAN(0)
+    with pytest.raises(TypeError, match="argument 'data_shape'"): GAN(0)
     gan = GAN(2, hidden=(8,))
     with pytest.raises(ValueError, match=r"argument 'x'.*\(n, 2\)"): gan.fit(torch.randn(50, 3), steps=1, progress=False)
     with pytest.raises(ValueError, match=r"argument 'x'.*dimensions"): gan.fit(torch.randn(50), steps=1, progress=False)
