@@ -192,6 +192,15 @@ class ConditionalFlow(GenerativeModel):
         h, ld, _ = self.flow.flow(x, self.logdet, **kw)
         return (self.latent.log_prob(h.reshape(len(x), self.n_nodes, self.feat_dim), self._labels(y, len(x))) + ld).detach()
 
+    def score(self, X: Tensor) -> Tensor:
+        """Anomaly score -log p(X), the label summed out: p(X) = prod_v sum_k P(Y_v = k) N(F(X)_v; mu_k, sigma^2 I) |det J_F(X)|
+        (the labels of the nodes are independent under the prior). Higher = more anomalous."""
+        x = self._x(X)
+        kw = {} if self.logdet == "exact" else {"n_terms": self.n_terms}
+        h, ld, _ = self.flow.flow(x, self.logdet, **kw)
+        joint = self.latent.class_log_lik(h.reshape(len(x), self.n_nodes, self.feat_dim)) + self.latent.log_prior
+        return -(torch.logsumexp(joint, -1).sum(1) + ld).detach()
+
     @property
     def log_prob_kind(self) -> str:
         "'exact' when `log_prob` takes the exact log-determinant, else 'estimate' (the power series)."

@@ -92,7 +92,7 @@ CARDS: dict[str, ModelCard] = {
                          _FLOW_VERBS, "Behrmann 2019; notebook 40", {POINTS: dict(n_blocks=5)}, dict(n_blocks=2, hidden=(16, 16)),
                          "exact", 1e-3, exact_density=True),
     "ignn": ModelCard("ignn:ConditionalFlow", "iGNN: an invertible flow from X | Y to a Gaussian mixture, classifier and generator",
-                      (LABELLED_POINTS,), ("sample", "encode", "decode", "log_prob", "predict"), "Xu, Cheng and Xie 2022 (iGNN); notebook 41",
+                      (LABELLED_POINTS,), ("sample", "encode", "decode", "log_prob", "score", "predict"), "Xu, Cheng and Xie 2022 (iGNN); notebook 41",
                       {LABELLED_POINTS: dict(n_blocks=4)}, dict(n_blocks=2, hidden=(16, 16)), "exact", 1e-3),
     "conditional-gan": ModelCard("ignn:ConditionalGAN", "class-conditional GAN, the generative baseline of iGNN", (LABELLED_POINTS,),
                                  ("sample", "decode"), "notebook 41", {LABELLED_POINTS: {}}, dict(hidden=(16, 16))),

@@ -7,6 +7,7 @@ import torch
 from invgen_lit.data import ThreeMoons
 from invgen_lit.ignn import (ConditionalCouplingFlow, ConditionalFlow, ConditionalGAN, GraphLayer, GraphResidualNet,
                              MixtureLatent, check_adjacency, chebyshev_basis, hop_mask, min_separation)
+from invgen_lit.core import set_seed
 from invgen_lit.iresnet import FixedPointError
 
 PATH3 = torch.tensor([[0., 1, 0], [1, 0, 1], [0, 1, 0]])
@@ -175,3 +176,12 @@ def test_coupling_flow_is_exact():
     c = torch.nn.functional.one_hot(torch.ones(50, dtype=torch.long), 2).float()
     ref = standard_normal_log_prob(m.encode(x, y=1)) + exact_logdet(lambda v: m._flow(v, c[: len(v)])[0], x)
     torch.testing.assert_close(m.log_prob(x, 1), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_score_is_minus_the_log_density_with_the_label_summed_out():
+    from invgen_lit.data import toy
+    set_seed(0)
+    x, y = toy("three_moons").sample(200, return_labels=True, seed=0)
+    m = ConditionalFlow(2, n_classes=3, n_blocks=2, hidden=(16, 16)).fit(x, y, steps=10, progress=False)
+    lp = torch.stack([m.log_prob(x[:7], k) for k in range(3)], -1)
+    torch.testing.assert_close(m.score(x[:7]), -torch.logsumexp(lp + m.latent.log_prior, -1), rtol=1e-5, atol=1e-5)
