@@ -116,7 +116,7 @@ def _toy_loader(name: str, toy_name: str) -> Callable:
     return load
 
 def load_manifold6d(root: Path | None = None) -> DataSet:
-    "Seed 001's 6-D manifold toy (data.Manifold6D): 10,000 training and 2,000 held-out points."
+    "Ren 2020's 6-D manifold toy (data.Manifold6D): 10,000 training and 2,000 held-out points."
     from invgen_lit.data import Manifold6D
     m = Manifold6D()
     return DataSet("manifold6d", m.sample(N_TRAIN, seed=0), m.sample(N_TEST, seed=1))

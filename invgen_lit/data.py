@@ -170,7 +170,7 @@ class GaussianMixture2D(Toy2D):
         return -0.5 * d2 / self.std**2 - math.log(2 * math.pi * self.std**2)
 
 class GaussianClusters(GaussianMixture2D):
-    "The four Gaussian clusters of seed 004 (Sec. 2.1, Fig. 1): centres (-1,1),(0,-2),(1,-1),(2,1), weights .1,.2,.3,.4, std .3."
+    "The four Gaussian clusters of Cho 2025 (Sec. 2.1, Fig. 1): centres (-1,1),(0,-2),(1,-1),(2,1), weights .1,.2,.3,.4, std .3."
     name = "gaussian_clusters"
     CENTERS = ((-1.0, 1.0), (0.0, -2.0), (1.0, -1.0), (2.0, 1.0))
     WEIGHTS = (0.1, 0.2, 0.3, 0.4)
@@ -252,7 +252,7 @@ class TwoMoons(CurveToy):
         return _arc(t, (0.0, 0.0), 0.0, math.pi) if k == 0 else _arc(t, (1.0, 0.5), math.pi, math.pi)
 
 class ThreeMoons(CurveToy):
-    "Three chained half circles (up at (0,0), down at (1.25,0.5), up at (2.5,0)): the labelled toy of seed 003."
+    "Three chained half circles (up at (0,0), down at (1.25,0.5), up at (2.5,0)): the labelled toy of Xu 2022a."
     name, n_arms = "three_moons", 3
     CENTERS = ((0.0, 0.0), (1.25, 0.5), (2.5, 0.0))
     def curve(self, t, k):
@@ -370,7 +370,7 @@ def toy(name: str, **kw) -> Toy2D:
 
 # %% ../nbs/01_data.ipynb #ea9d283d
 class Manifold6D:
-    "Seed 001, Sec. 4.1: x = g(z) + eps, g(z) = [w1 sin z1, w2 cos z2, w3 z1^2, w4 z2, w5 z1^3, w6 (z1 + z2^2)], z ~ N(0, I2)."
+    "Ren 2020, Sec. 4.1: x = g(z) + eps, g(z) = [w1 sin z1, w2 cos z2, w3 z1^2, w4 z2, w5 z1^3, w6 (z1 + z2^2)], z ~ N(0, I2)."
     dim, latent_dim = 6, 2
 
     def __init__(self, weights: Sequence[float] | None = None, noise_std: float = 0.1):
@@ -402,7 +402,7 @@ class Manifold6D:
         return (x.float(), z.float()) if return_z else x.float()
 
     def log_prob_from_z(self, z: Tensor) -> Tensor:
-        "Ground truth (Eq. 4 of seed 001 with the noise-free g): log N(z; 0, I) - 1/2 sum log eig(J^T J)."
+        "Ground truth (Eq. 4 of Ren 2020 with the noise-free g): log N(z; 0, I) - 1/2 sum log eig(J^T J)."
         z = check_tensor(z, "z", ndim=2, shape=(None, 2))
         J = self.jacobian(z)
         lam = torch.linalg.eigvalsh(J.transpose(1, 2) @ J)
@@ -526,7 +526,7 @@ def _find(root: Path, names: Sequence[str], what: str) -> Path:
     raise FileNotFoundError(f"{what}: expected one of {[n + '[.gz]' for n in names]} in '{root}', found none")
 
 def load_mnist(root, train: bool = True, pad: int = 0) -> tuple[Tensor, Tensor]:
-    "MNIST from a local folder of idx files: X float (n, 1, 28 + 2 pad, ...) in [-1, 1], y long. Seed 004 pads to 32 (pad=2)."
+    "MNIST from a local folder of idx files: X float (n, 1, 28 + 2 pad, ...) in [-1, 1], y long. Cho 2025 pads to 32 (pad=2)."
     root = check_path(root, "root", kind="dir")
     pre = "train" if train else "t10k"
     xi = read_idx(_find(root, [f"{pre}-images-idx3-ubyte", f"{pre}-images.idx3-ubyte"], "load_mnist"))
@@ -595,7 +595,7 @@ def load_ffhq(root, size: int = 256) -> ImageFolder:
     return ImageFolder(root, size)
 
 def load_celeba(root, size: int = 128) -> ImageFolder:
-    "CelebA from a local folder such as img_align_celeba/ (central square crop, then resize; seed 004 Sec. 4.3.3 uses 128)."
+    "CelebA from a local folder such as img_align_celeba/ (central square crop, then resize; Cho 2025 Sec. 4.3.3 uses 128)."
     return ImageFolder(root, size)
 
 def load_afhq(root, size: int = 256, split: str | None = "train") -> ImageFolder:
@@ -768,7 +768,7 @@ def _corrupt_one(u: np.ndarray, kind: str, rng) -> np.ndarray:
 CORRUPTIONS = ("shot_noise", "impulse_noise", "glass_blur", "motion_blur", "stripe", "fog", "spatter", "dotted_line", "zigzag", "canny_edges")
 
 def near_ood(x_id: Tensor, x_ood: Tensor, intensity: float) -> Tensor:
-    "Near-OOD images of seed 004, Sec. 4.3.1: x_ood * intensity + x_id * (1 - intensity)."
+    "Near-OOD images of Cho 2025, Sec. 4.3.1: x_ood * intensity + x_id * (1 - intensity)."
     x_id = check_tensor(x_id, "x_id")
     x_ood = check_tensor(x_ood, "x_ood", shape=tuple(x_id.shape))
     t = check_float(intensity, "intensity", min=0, max=1)

@@ -184,7 +184,7 @@ def injective_logdet(g: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
 
 def injective_change_of_variables(g: Callable[[Tensor], Tensor], z: Tensor,
                                   base_log_prob: Callable[[Tensor], Tensor] = standard_normal_log_prob) -> tuple[Tensor, Tensor]:
-    "(x, log p_X(x)) with x = g(z) and log p_X(x) = log p_Z(z) - 1/2 log det(J_g^T J_g) (seed 001, Eq. 1): density w.r.t. area on g(R^d)."
+    "(x, log p_X(x)) with x = g(z) and log p_X(x) = log p_Z(z) - 1/2 log det(J_g^T J_g) (Ren 2020, Eq. 1): density w.r.t. area on g(R^d)."
     base_log_prob = _check_callable(base_log_prob, "base_log_prob")
     J, x = exact_jacobian(g, z, return_output=True)
     if J.shape[-2] < J.shape[-1]:
@@ -241,7 +241,7 @@ def kde_loo_log_likelihood(Z: Tensor, bandwidths: Tensor, chunk: int = 1024) -> 
 
 # %% ../nbs/05_density.ipynb #d588d83b
 class LatentKDE:
-    "Gaussian KDE over latent codes (seed 002, Sec. 3.2), optionally mixed with weight `background` with N(0, background_std^2 I); bandwidth: a number, 'scott', 'silverman' or None (leave-one-out likelihood)."
+    "Gaussian KDE over latent codes (Kilcher 2017, Sec. 3.2), optionally mixed with weight `background` with N(0, background_std^2 I); bandwidth: a number, 'scott', 'silverman' or None (leave-one-out likelihood)."
     log_prob_kind = "exact"     # a normalised density of the rows it was fitted on
     def __init__(self, bandwidth: float | str | None = None, grid: int = 25, background: float = 0.0, background_std: float = 1.0):
         if isinstance(bandwidth, str): check_choice(bandwidth, "bandwidth", BANDWIDTH_RULES)

@@ -81,13 +81,13 @@ def _mmd2_from_gram(K: Tensor, m: int, paired: bool = False) -> float:
     Kxx, Kyy, Kxy = K[:m, :m], K[m:, m:], K[:m, m:]
     sxx = Kxx.sum() - Kxx.diagonal().sum()  # sum over i != j
     syy = Kyy.sum() - Kyy.diagonal().sum()
-    if paired:  # seed 002, Eq. 3: the cross term also drops its i == j pairs
+    if paired:  # Kilcher 2017, Eq. 3: the cross term also drops its i == j pairs
         return float((sxx + syy - 2 * (Kxy.sum() - Kxy.diagonal().sum())) / (m * (m - 1)))
     return float(sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * Kxy.mean())
 
 def _check_paired(x: Tensor, y: Tensor, paired: bool) -> None:
     if paired and len(x) != len(y):
-        raise ValueError(f"argument 'y': paired=True (seed 002, Eq. 3) needs as many rows as 'x' ({len(x)}), received {len(y)}")
+        raise ValueError(f"argument 'y': paired=True (Kilcher 2017, Eq. 3) needs as many rows as 'x' ({len(x)}), received {len(y)}")
 
 def mmd2_unbiased(x, y, bandwidth: float | Sequence[float] | None = None, paired: bool = False) -> float:
     "Unbiased MMD^2 between the rows of `x` and `y` with an RBF kernel (None = median heuristic, a list = sum of kernels)."
@@ -271,7 +271,7 @@ def roc_curve(scores_in, scores_out, thresholds=None) -> tuple[Tensor, Tensor, T
 
 # %% ../nbs/03_metrics.ipynb #fab732bd
 def auroc_threshold_set(scores_in, scores_out, every: int = 10) -> float:
-    "AUROC from the thresholds of seed 004 Sec. 4.3.2: every `every`-th sorted ID score (0th, 10th, ...), trapezoid rule."
+    "AUROC from the thresholds of Cho 2025 Sec. 4.3.2: every `every`-th sorted ID score (0th, 10th, ...), trapezoid rule."
     every = check_int(every, "every", min=1)
     si, so = _check_scores(scores_in, scores_out)
     fpr, tpr, _ = roc_curve(si, so, thresholds=si.sort().values[::every])
@@ -295,7 +295,7 @@ def bits_per_dim(nll_nats, dims: int, n_bins: int | None = None, data_range: flo
 
 # %% ../nbs/03_metrics.ipynb #6dbfc71e
 def revised_bits_per_dim(log_pz, logdet_jtj, latent_dim: int, data_dim: int):
-    "Seed 001's revised bits/dim: (-log p_Z(z) / d + 0.5 log det(J^T J) / D) / ln 2, per row or for numbers."
+    "Ren 2020's revised bits/dim: (-log p_Z(z) / d + 0.5 log det(J^T J) / D) / ln 2, per row or for numbers."
     lp, ld = _scalar_or_rows(log_pz, "log_pz"), _scalar_or_rows(logdet_jtj, "logdet_jtj")
     if isinstance(lp, Tensor) and isinstance(ld, Tensor) and lp.shape != ld.shape:
         raise ValueError(f"argument 'logdet_jtj': expected shape {tuple(lp.shape)} like 'log_pz', received {tuple(ld.shape)}")

@@ -144,7 +144,7 @@ class MLP(nn.Module):
         activation(act); activation(out_act)  # validate the names early
         layers, d = [], self.in_dim
         for k, h in enumerate(hidden):
-            if minibatch_std and k == len(hidden) - 1:  # before the last hidden layer, as in seed 004, Sec. 4.1.2
+            if minibatch_std and k == len(hidden) - 1:  # before the last hidden layer, as in Cho 2025, Sec. 4.1.2
                 layers.append(MinibatchStd(minibatch_std)); d += 1
             layers += [linear_layer(d, h, equalized, spectral_norm), activation(act)]
             d = h

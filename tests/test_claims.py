@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.claim, pytest.mark.usefixtures("one_thread")]
 
 
 def test_vanilla_gan_draws_bridges_between_gaussian_clusters(monkeypatch):
-    "Seed 004, Sec. 2.1.2 / Fig. 1: a GAN with a continuous latent puts mass between the clusters, far above the data's."
+    "Cho 2025, Sec. 2.1.2 / Fig. 1: a GAN with a continuous latent puts mass between the clusters, far above the data's."
     monkeypatch.setenv("INVGEN_PROFILE", "docs")
     toy = GaussianClusters()
     tau = log_prob_threshold(toy.log_prob, toy.sample(1_000_000, seed=2), q=0.001)
@@ -40,7 +40,7 @@ def _split_digits():
 
 
 def test_random_generator_reversal_cuts_the_loss_tenfold_quickly():
-    "Seed 002, Sec. 2.2 / Fig. 1: reversal through a random conv generator (latent 128) cuts the MSE 10x within 50 steps."
+    "Kilcher 2017, Sec. 2.2 / Fig. 1: reversal through a random conv generator (latent 128) cuts the MSE 10x within 50 steps."
     from invgen_lit.nn import ConvGenerator
     from invgen_lit.reversal import reverse
     _, X_test = _split_digits()
@@ -51,7 +51,7 @@ def test_random_generator_reversal_cuts_the_loss_tenfold_quickly():
 
 
 def test_kdegan_leads_a_vanilla_gan_in_sample_quality():
-    "Seed 002, Sec. 4 / Fig. 5: with the same networks, data and seed, the KDE-GAN's FDD is lower at most checkpoints (900 steps, one seed)."
+    "Kilcher 2017, Sec. 4 / Fig. 5: with the same networks, data and seed, the KDE-GAN's FDD is lower at most checkpoints (900 steps, one seed)."
     from invgen_lit.core import Callback
     from invgen_lit.metrics import digit_features, frechet_digit_distance
     from invgen_lit.reversal import KDEGAN
@@ -73,7 +73,7 @@ def test_kdegan_leads_a_vanilla_gan_in_sample_quality():
 
 
 def test_invgan_likelihood_tracks_the_6d_ground_truth_better_than_a_flow():
-    "Seed 001, Sec. 4.1 / Fig. 2: InvGAN's Eq. 4 ranks test points like the true log-likelihood, better than an MLE coupling flow (3,000 steps each)."
+    "Ren 2020, Sec. 4.1 / Fig. 2: InvGAN's Eq. 4 ranks test points like the true log-likelihood, better than an MLE coupling flow (3,000 steps each)."
     from scipy.stats import spearmanr
     from invgen_lit.data import Manifold6D
     from invgen_lit.invgan import InvGAN, RealNVP
@@ -91,7 +91,7 @@ def test_invgan_likelihood_tracks_the_6d_ground_truth_better_than_a_flow():
 
 
 def test_hutchinson_trace_cost_stays_flat_while_the_exact_one_grows():
-    "Seed 000, p. 5 (FFJORD): Hutchinson's divergence costs about one extra VJP; the exact one D of them (notebook 30)."
+    "Lee 2021, p. 5 (FFJORD): Hutchinson's divergence costs about one extra VJP; the exact one D of them (notebook 30)."
     from invgen_lit.ode import CNF, time_call
     cost = {}
     for D in (8, 128):
@@ -116,7 +116,7 @@ def test_two_moons_cnf_reaches_the_true_density():
 
 
 def test_roulette_logdet_is_unbiased_and_truncation_is_not():
-    "Seed 003 cites Residual Flows (Chen et al.): the Russian-roulette power series is unbiased; a 1-term cut is biased."
+    "Xu 2022a cites Residual Flows (Chen et al.): the Russian-roulette power series is unbiased; a 1-term cut is biased."
     from invgen_lit.iresnet import ContractionBranch, exact_residual_logdet, power_series_logdet
     set_seed(18)
     f = ContractionBranch(8, c=0.9)  # at its Lipschitz bound: the series converges slowly, so truncation shows
@@ -133,7 +133,7 @@ def test_roulette_logdet_is_unbiased_and_truncation_is_not():
 
 
 def test_chebnet_cannot_generate_what_l3net_can_on_the_three_node_path():
-    """Seed 003, Part I, small-graph experiment: by symmetry Chebnet gives corr(X0,X1) = corr(X2,X1) under Y = (0, 1, 0);
+    """Xu 2022a, small-graph experiment: by symmetry Chebnet gives corr(X0,X1) = corr(X2,X1) under Y = (0, 1, 0);
     L3Net breaks the symmetry towards the truth (0.8, 0). 600 steps of notebook 41's small-graph flow (~40 s)."""
     from invgen_lit.ignn import ConditionalFlow
     A = torch.tensor([[0., 1, 0], [1, 0, 1], [0, 1, 0]])
@@ -157,7 +157,7 @@ def test_chebnet_cannot_generate_what_l3net_can_on_the_three_node_path():
 
 
 def test_acgan_classification_loss_pushes_converged_fakes_off_the_boundary_and_cagan_does_not():
-    """Seed 004, Sec. 3.1, Fig. 3: with fakes distributed like the data, the ACGAN generator loss (original and revised at
+    """Cho 2025, Sec. 3.1, Fig. 3: with fakes distributed like the data, the ACGAN generator loss (original and revised at
     λ = 1 and 100) still pushes fakes near a class boundary away from it (cos > 0.5 with grad log P(y|x)); CAGAN's push is
     under a fifth of theirs. Notebook 50's setting exactly: 4x256 MLPs, 400 discriminator steps (~20 s)."""
     import torch.nn.functional as F
@@ -185,7 +185,7 @@ def test_acgan_classification_loss_pushes_converged_fakes_off_the_boundary_and_c
 
 
 def test_reconstruction_and_energy_scores_catch_far_ood_but_hardly_near_ood():
-    """Seed 004, Sec. 4.3.2, Table 5: the autoencoder's reconstruction score and the classifier's energy score (with and
+    """Cho 2025, Sec. 4.3.2, Table 5: the autoencoder's reconstruction score and the classifier's energy score (with and
     without ReAct) separate far-OOD images from the digits much better than near-OOD ones (t = 0.1), and the energy score
     stays close to chance on near OOD (thesis: 51-55). Notebook 52's baselines on one held-out split of 600 digits, at the
     docs budget (AE 18 s, classifier 8 s)."""
@@ -207,7 +207,7 @@ def test_reconstruction_and_energy_scores_catch_far_ood_but_hardly_near_ood():
 
 
 def test_classifier_gradient_penalty_moves_the_boundary_from_a_narrow_dip_to_a_wide_valley():
-    "Seed 004, Sec. 3.5, Fig. 6 (notebook 54): self-labelling logistic Q; without the penalty b stops in the dip near 2.1."
+    "Cho 2025, Sec. 3.5, Fig. 6 (notebook 54): self-labelling logistic Q; without the penalty b stops in the dip near 2.1."
     import math
     import torch.nn.functional as F
     from torch import nn
@@ -253,7 +253,7 @@ def test_an_exact_inverse_reconstructs_where_a_learned_encoder_only_approximates
 
 
 def test_near_ood_is_harder_than_far_ood_for_the_classical_detectors():
-    "Seed 004, Sec. 4.3.2 / Table 5's pattern, notebook 99's OOD arena: on digits, Isolation Forest and the One-Class SVM separate far OOD sets much better than 10 % mixes (2 s)."
+    "Cho 2025, Sec. 4.3.2 / Table 5's pattern, notebook 99's OOD arena: on digits, Isolation Forest and the One-Class SVM separate far OOD sets much better than 10 % mixes (2 s)."
     from sklearn.ensemble import IsolationForest
     from sklearn.svm import OneClassSVM
     from invgen_lit.arena import SklearnDetector, ood_arena

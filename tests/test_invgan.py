@@ -1,4 +1,4 @@
-"""InvGAN (seed 001): the variance network, Eq. 4, Algorithm 1, baselines, bad input."""
+"""InvGAN (Ren 2020): the variance network, Eq. 4, Algorithm 1, baselines, bad input."""
 import time
 
 import pytest

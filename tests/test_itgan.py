@@ -1,4 +1,4 @@
-"""ITGAN (seed 000) part 2: the model, its schedule, its API on DataFrames, save/load and bad input."""
+"""ITGAN (Lee 2021) part 2: the model, its schedule, its API on DataFrames, save/load and bad input."""
 import numpy as np
 import pandas as pd
 import pytest

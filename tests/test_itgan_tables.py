@@ -1,4 +1,4 @@
-"""ITGAN (seed 000) part 1: the table transformer and the evaluation helpers (efficacy, distance, membership attack)."""
+"""ITGAN (Lee 2021) part 1: the table transformer and the evaluation helpers (efficacy, distance, membership attack)."""
 from __future__ import annotations
 
 import io

@@ -1,4 +1,4 @@
-"""JKO-iFlow (seed 003 Part II, notebook 42_jko): objective terms, invertibility, densities, the stopping rule,
+"""JKO-iFlow (Xu 2022b, notebook 42_jko): objective terms, invertibility, densities, the stopping rule,
 checkpoints, memory, reparametrisation/refinement, the UCI path on a synthetic file, and bad input."""
 import math
 

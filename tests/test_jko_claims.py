@@ -1,4 +1,4 @@
-"""Seed 003 Part II (JKO-iFlow) claims at the docs budget, as marked tests (`pytest -m claim tests`)."""
+"""Xu 2022b (JKO-iFlow) claims at the docs budget, as marked tests (`pytest -m claim tests`)."""
 import math
 
 import pytest
@@ -22,7 +22,7 @@ def _exact_jko_scales(s0: float, h: float, steps: int) -> list[float]:
 
 
 def test_trained_blocks_are_jko_steps():
-    "Seed 003 Part II, 'Method': minimising the step-wise objective of a block solves the JKO step (1-D Gaussian, exact answer)."
+    "Xu 2022b, 'Method': minimising the step-wise objective of a block solves the JKO step (1-D Gaussian, exact answer)."
     set_seed(0)
     X = 3.0 * torch.randn(8000, 1)
     m = JKOFlow(1, hidden=(32, 32), h=1.0, max_blocks=2, tol=0.0, step_size=0.5, warm_start=False)
@@ -34,7 +34,7 @@ def test_trained_blocks_are_jko_steps():
 
 
 def test_block_wise_memory_is_flat_while_end_to_end_grows():
-    "Seed 003 Part II, 'Motivation': training block L costs the memory of one block; a CNF over L blocks' time costs L times more."
+    "Xu 2022b, 'Motivation': training block L costs the memory of one block; a CNF over L blocks' time costs L times more."
     x = torch.randn(512, 2)
     def jko_peak(L):
         set_seed(0)

@@ -30,7 +30,7 @@ def randn(*shape, seed=0, g=None):
 
 # ---------------------------------------------------------------------------------------------- MMD
 def mmd2_loop(x, y, hs, paired=False):
-    "Seed 002 Eq. 3 (paired) and the two-sample U-statistic, as explicit double loops."
+    "Kilcher 2017 Eq. 3 (paired) and the two-sample U-statistic, as explicit double loops."
     k = lambda a, b: sum(math.exp(-sum((ai - bi) ** 2 for ai, bi in zip(a, b)) / (2 * h * h)) for h in hs)
     x, y = x.tolist(), y.tolist()
     m, n = len(x), len(y)
@@ -337,7 +337,7 @@ def test_revised_bits_per_dim_equals_plain_for_a_flow_and_follows_seed_001():
     log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
     logdet = torch.logdet(A.T @ A).expand(40)
     assert torch.allclose(M.revised_bits_per_dim(log_pz, logdet, D, D), M.bits_per_dim(-log_px, D), atol=1e-9)
-    # injective case: the formula of seed 001, Sec. 4.2, in bits
+    # injective case: the formula of Ren 2020, Sec. 4.2, in bits
     assert M.revised_bits_per_dim(-6.0, 2.0, 3, 10) == pytest.approx((6.0 / 3 + 0.5 * 2.0 / 10) / math.log(2), abs=1e-12)
 
 

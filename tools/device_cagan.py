@@ -1,4 +1,4 @@
-"""Full-budget check of notebook 50_cagan on a GPU: the four experiments of seed 004 Sec. 4.1 at larger budgets than
+"""Full-budget check of notebook 50_cagan on a GPU: the four experiments of Cho 2025 Sec. 4.1 at larger budgets than
 the CPU docs profile, with the thesis's 512-unit layers for the clusters and the conv backbone for the digits.
 
 Every model trains in its own process (16 at once share one GPU). Each first measures its speed on a throwaway copy
