@@ -34,8 +34,8 @@ run: install
 
 ## make docs: rebuild README.md and the offline docs site from the executed notebooks
 docs: install readme
-	$(BIN)/python tools/build_docs.py --out docs
-	@echo "docs site: file://$(CURDIR)/docs/index.html"
+	$(BIN)/python tools/build_docs.py
+	@echo "docs site: file://$(CURDIR)/docs/_build/html/index.html"
 
 readme: install
 	$(BIN)/python tools/make_readme.py

@@ -75,11 +75,11 @@ class DataSet:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        "The shape of one row, `train.shape[1:]`."
+        "The shape of one row: that of `train` without its first axis."
         return tuple(self.train.shape[1:])
     @property
     def kind(self) -> str:
-        "'points' for rows of one dimension, else 'images'."
+        "The kind of data: 'tables' for a DataFrame, else 'points' (rows of one dimension) or 'images', 'labelled' when it has labels."
         if hasattr(self.train, "columns"): return TABLES
         kind = POINTS if len(self.shape) == 1 else IMAGES
         return kind if self.labels is None else {POINTS: LABELLED_POINTS, IMAGES: LABELLED_IMAGES}[kind]

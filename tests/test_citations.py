@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = re.compile(r"seed 00\d|seeds/|\b\d{3}_[0-9a-f]{16}\b|ANCHOR_FACTS|LECTURE_SHAPE|DESIGN\.md|EVIDENCE\.md|\bissues? #?\d+\b",
+FORBIDDEN = re.compile(r"seed[ _-]?00\d|seeds/|\b\d{3}_[0-9a-f]{16}\b|ANCHOR_FACTS|LECTURE_SHAPE|DESIGN\.md|EVIDENCE\.md|\bissues? #?\d+\b",
                        re.IGNORECASE)
 
 

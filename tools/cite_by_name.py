@@ -29,7 +29,7 @@ def rewrite(text: str, jko_context: bool) -> str:
         text = re.sub(rf"`?(?:seeds/)?{n}_{h}\.txt`?", LONG[n], text)
     text = re.sub(r"[Ss]eed 003,? Part II\b", "Xu 2022b", text)
     text = re.sub(r"[Ss]eed 003,? Part I\b", "Xu 2022a", text)
-    text = re.sub(r"[Ss]eed (00[0-4])", lambda m: short[m.group(1)], text)
+    text = re.sub(r"[Ss]eed[ -](00[0-4])", lambda m: short[m.group(1)], text)
     text = text.replace("JKO-iFlow (003)", "JKO-iFlow (Xu 2022b)")
     text = re.sub(r"(CNF|DLSGAN|InfoGAN|InvGAN|MSEGAN|PVDGAN|VAEGAN|i-ResNet|reversal) \((00[0-4])\)",
                   lambda m: f"{m.group(1)} ({SHORT[m.group(2)]})", text)
