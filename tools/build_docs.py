@@ -158,7 +158,8 @@ def build(out: Path) -> int:
     src, html = out / "src", out / "html"
     n = stage(src)
     log = out / "warnings.txt"
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "auto", "-c", str(ROOT / "docs"), "-w", str(log), str(src), str(html)]
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "auto", "-c", str(ROOT / "docs"), "-d", str(out / "doctrees"),
+           "-w", str(log), str(src), str(html)]
     r = subprocess.run(cmd, cwd=ROOT, env=os.environ | {"INVGEN_DOCS_STATIC": str(src / "_static")})
     warnings = log.read_text().splitlines() if log.exists() else []
     broken = [w for w in warnings if REFERENCE_WARNINGS.search(w)]
