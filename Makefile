@@ -69,4 +69,4 @@ bench: install
 	INVGEN_PROFILE=docs INVGEN_TEST_FLAGS=slow $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(NBS) -s
 
 clean:
-	rm -rf docs _proc .pytest_cache build *.egg-info
+	rm -rf docs/_build _proc .pytest_cache build *.egg-info
