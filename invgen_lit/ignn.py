@@ -366,6 +366,11 @@ class ConditionalCouplingFlow(GenerativeModel):
             z, ld = self._flow(X, self._cond(y, len(X)))
             return standard_normal_log_prob(z) + ld
 
+    def score(self, X: Tensor) -> Tensor:
+        "Anomaly score -log p(X) with the class summed out, the classes equally likely a priori: -log mean_k p(X | k)."
+        lp = torch.stack([self.log_prob(X, k) for k in range(self.n_classes)], -1)
+        return -(torch.logsumexp(lp, -1) - math.log(self.n_classes))
+
     def sample(self, n: int, y=0, generator: torch.Generator | None = None) -> Tensor:
         "`n` draws of X | Y = y: standard-normal codes (from `generator` if given) decoded with labels `y`."
         return self.decode(torch.randn(check_int(n, "n", min=1), self.dim, generator=generator), y)

@@ -97,7 +97,7 @@ CARDS: dict[str, ModelCard] = {
     "conditional-gan": ModelCard("ignn:ConditionalGAN", "class-conditional GAN, the generative baseline of iGNN", (LABELLED_POINTS,),
                                  ("sample", "decode"), "notebook 41", {LABELLED_POINTS: {}}, dict(hidden=(16, 16))),
     "conditional-flow": ModelCard("ignn:ConditionalCouplingFlow", "class-conditional affine-coupling flow, the flow baseline of iGNN",
-                                  (LABELLED_POINTS,), ("sample", "encode", "decode", "log_prob"), "notebook 41", {LABELLED_POINTS: {}},
+                                  (LABELLED_POINTS,), ("sample", "encode", "decode", "log_prob", "score"), "notebook 41", {LABELLED_POINTS: {}},
                                   dict(n_layers=2, hidden=(16, 16)), "exact", 1e-4),
     "jko": ModelCard("jko:JKOFlow", "JKO-iFlow: a continuous flow trained one block (one JKO step) at a time", (POINTS,), _FLOW_VERBS,
                      "Xu, Cheng and Xie 2022 (JKO-iFlow); notebook 42", {POINTS: dict(max_blocks=4)}, dict(hidden=(16, 16), max_blocks=2), "exact", 1e-3,

@@ -185,3 +185,12 @@ def test_score_is_minus_the_log_density_with_the_label_summed_out():
     m = ConditionalFlow(2, n_classes=3, n_blocks=2, hidden=(16, 16)).fit(x, y, steps=10, progress=False)
     lp = torch.stack([m.log_prob(x[:7], k) for k in range(3)], -1)
     torch.testing.assert_close(m.score(x[:7]), -torch.logsumexp(lp + m.latent.log_prior, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_the_coupling_flow_scores_with_the_classes_equally_likely():
+    from invgen_lit.data import toy
+    set_seed(0)
+    x, y = toy("three_moons").sample(200, return_labels=True, seed=0)
+    m = ConditionalCouplingFlow(2, n_classes=3, n_layers=2, hidden=(16, 16)).fit(x, y, steps=10, progress=False)
+    p = torch.stack([m.log_prob(x[:7], k).exp() for k in range(3)], -1).mean(-1)
+    torch.testing.assert_close(m.score(x[:7]), -p.log(), rtol=1e-4, atol=1e-4)
