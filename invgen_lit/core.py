@@ -31,7 +31,7 @@ __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'ROW_VERBS', 'DATA_VERBS', 'LABEL_AR
            'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_images', 'check_labels',
            'as_input', 'set_seed', 'get_device', 'ReplicaError', 'replica_count', 'by_replica', 'replica_rows',
            'distributed_world', 'batch_randn', 'batch_multinomial', 'global_mean', 'get_profile', 'by_profile',
-           'CheckpointError', 'file_mode', 'save_checkpoint', 'load_checkpoint', 'Batches', 'ReplicaBatches', 'History',
+           'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'ReplicaBatches', 'History',
            'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt', 'NonFiniteLossError', 'NaNGuard',
            'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'keep_freed_memory', 'install_verbs',
            'GenerativeModel', 'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf', 'replica_obstacle', 'StackedReplicas',
@@ -301,20 +301,15 @@ CHECKPOINT_FORMAT = "invgen_lit.checkpoint/1"
 class CheckpointError(ValueError):
     "A file that is not a readable invgen_lit checkpoint."
 
-def file_mode() -> int:
-    "The mode a new file gets under the process's umask (0o644 under the usual 022): what `open(..., 'w')` would give."
-    mask = os.umask(0o022); os.umask(mask)
-    return 0o666 & ~mask
-
 def save_checkpoint(state: dict, path) -> Path:
     "Atomically write `state` (tensors, numbers, strings, lists, dicts) to `path` with the format tag."
     if not isinstance(state, dict):
         raise TypeError(f"argument 'state': expected a dict, received {_describe(state)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # created as open(path, 'w') would: the umask applies
     try:
-        os.fchmod(fd, file_mode())               # mkstemp makes 0600; the file gets what the user's umask allows
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": CHECKPOINT_FORMAT, "state": state}, f)
             f.flush(); os.fsync(f.fileno())
