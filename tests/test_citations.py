@@ -15,7 +15,7 @@ FORBIDDEN = {
 
 
 def shipped_files() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "nbs", "invgen_lit", "README.md", "docs"], cwd=ROOT, capture_output=True,
+    out = subprocess.run(["git", "ls-files", "nbs", "invgen_lit", "README.md", "CONTRIBUTING.md", "docs"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split()
     return [ROOT / f for f in out if (ROOT / f).is_file() and not f.endswith((".png", ".jpg", ".pt"))]
 
