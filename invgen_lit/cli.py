@@ -697,10 +697,8 @@ def load_run(folder) -> tuple[Any, str, dict]:
     return METHODS[name].cls.load(path), name, read_config(folder) or {}
 
 def model_data_shape(model) -> tuple[int, ...]:
-    "The shape of one data row of `model` (constructors store it as `data_shape`, or as `dim` / `data_dim` for vectors)."
-    shape = getattr(model, "data_shape", None)
-    if shape is None: shape = (getattr(model, "dim", None) or getattr(model, "data_dim"),)
-    return tuple(shape)
+    "The shape of one data row of `model`: its `data_shape`, which every constructor of the registry keeps."
+    return tuple(model.data_shape)
 
 def require_verb(model, verb: str, method: str, folder) -> Callable:
     "The model's `verb` method; a UsageError naming the verb, the method and those that have it otherwise."

@@ -177,8 +177,7 @@ def as_input(x, name: str, dtype: torch.dtype | None = None, device=None, labels
             what = "strings" if x.dtype.kind in "US" else "Python objects"
             hint = "map them to integers 0..K-1 first (e.g. sklearn.preprocessing.LabelEncoder)" if labels else "convert to numbers first"
             raise TypeError(f"argument '{name}': expected numbers, received an array of {what} (dtype {x.dtype}); {hint}")
-        if x.dtype.kind == "c": raise TypeError(f"argument '{name}': expected real numbers, received complex dtype {x.dtype}")
-        if x.dtype.kind not in "biuf": raise TypeError(f"argument '{name}': expected numbers, received dtype {x.dtype}")
+        if x.dtype.kind not in "biufc": raise TypeError(f"argument '{name}': expected numbers, received dtype {x.dtype}")
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, Tensor):
         raise TypeError(f"argument '{name}': expected a NumPy array, torch tensor or pandas DataFrame, received {_describe(x)}")
@@ -431,22 +430,22 @@ class Callback:
     order = 0
     def before_fit(self, loop: "TrainLoop"):
         "Hook called once before the first step; does nothing by default."
-        pass
+
     def after_step(self, loop: "TrainLoop"):
         "Hook called after every step, with `loop.losses` and `loop.completed` set; does nothing by default."
-        pass
+
     def after_fit(self, loop: "TrainLoop"):
         "Hook called once after the last step; does nothing by default."
-        pass
+
     def on_interrupt(self, loop: "TrainLoop"):
         "Hook called when Ctrl-C stops training between two steps, before KeyboardInterrupt is raised; does nothing by default."
-        pass
+
     def state_dict(self) -> dict:
         "The callback's state to store in a checkpoint (empty by default)."
         return {}
     def load_state_dict(self, s: dict):
         "Restore a state saved by `state_dict` (nothing by default)."
-        pass
+
 
 class _DeferredInterrupt:
     "Within the block, Ctrl-C (SIGINT) only sets a flag, so the loop can stop between two steps with a consistent state."
@@ -670,7 +669,8 @@ def keep_freed_memory() -> bool:
 ROW_VERBS = ("encode", "decode", "log_prob", "score", "predict")   # verbs whose first argument is rows of data (or of latents)
 DATA_VERBS = ("encode", "log_prob", "score", "predict")            # ... of data: checked against the model's `data_shape`
 LABEL_ARGS = ("y", "Y", "c", "labels")                             # argument names that carry integer class ids
-RENAMED: dict = {"DiagonalGaussian": {"dim": "data_shape"}}   # class -> {old constructor argument: new}: older files still load
+RENAMED: dict = {"DiagonalGaussian": {"dim": "data_shape"}, "GAN": {"data_dim": "data_shape"}, "RealNVP": {"dim": "data_shape"},
+                 "ITGAN": {"hidden_dim": "latent_dim"}}   # class -> {old constructor argument: new}: older files still load
 _INSIDE = contextvars.ContextVar("invgen_inside_verb", default=False)
 
 @contextlib.contextmanager

@@ -189,3 +189,20 @@ def test_every_public_object_has_a_docstring():
 
 def test_the_readme_shows_the_registry_verbs_table():
     assert zoo.verbs_markdown() in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("cls_path, old, new", [("invgen_lit.core.DiagonalGaussian", "dim", "data_shape"),
+                                                ("invgen_lit.gan.GAN", "data_dim", "data_shape"),
+                                                ("invgen_lit.invgan.RealNVP", "dim", "data_shape")])
+def test_files_saved_under_a_renamed_argument_still_load(tmp_path, cls_path, old, new):
+    from invgen_lit.core import load_checkpoint, save_checkpoint
+    module, name = cls_path.rsplit(".", 1)
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    m = cls(2)
+    path = m.save(tmp_path / "m.pt")
+    s = load_checkpoint(path)
+    s["config"][old] = s["config"].pop(new)                     # what the file held before the rename
+    save_checkpoint(s, path)
+    back = cls.load(path)
+    assert back.data_shape == (2,)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), back.state_dict().values()))
