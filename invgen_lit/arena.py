@@ -14,14 +14,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .core import _describe, check_choice, check_int, check_path, check_tensor, collect_claims, set_seed
+from .core import (VERDICTS, _describe, check_choice, check_int, check_path, check_tensor, collect_claims, set_seed,
+                             verdict_counts)
 from .metrics import mmd2_unbiased
 from .ood import auroc_table, table_means
 
 # %% auto #0
-__all__ = ['ARENA_VERBS', 'NORMALISED_KINDS', 'CLAIM_COLUMNS', 'model_data_shape', 'arena_models', 'rows_for', 'fit_models',
+__all__ = ['ARENA_VERBS', 'NORMALISED_KINDS', 'PAGE_COLUMNS', 'model_data_shape', 'arena_models', 'rows_for', 'fit_models',
            'unexplained', 'timed', 'prior_codes', 'inversion_arena', 'plot_arena', 'log_prob_kind', 'likelihood_arena',
-           'SklearnDetector', 'ood_arena', 'claims_page', 'claims_summary', 'claims_page_markdown']
+           'SklearnDetector', 'ood_arena', 'claims_page', 'claims_summary', 'claims_count_line', 'claims_page_markdown']
 
 # %% ../nbs/99_results.ipynb #2593eb4e
 ARENA_VERBS: dict[str, tuple[str, ...]] = {"inversion": ("encode", "decode"), "likelihood": ("log_prob",), "ood": ("score",)}
@@ -228,30 +229,42 @@ def ood_arena(models, x_id: Tensor, ood: Mapping[tuple[str, str], Tensor]) -> pd
     return pd.concat([table, means])
 
 # %% ../nbs/99_results.ipynb #abc1f504
-CLAIM_COLUMNS = ["notebook", "paper", "claim", "ours", "budget", "profile", "pass/fail"]
+PAGE_COLUMNS = ["notebook", "paper", "claim", "ours", "n", "rule", "budget", "profile", "verdict"]
 
 def claims_page(folder="nbs", rows: Sequence[dict] = ()) -> pd.DataFrame:
-    """Every claims row of the executed notebooks in `folder`, with the paper (seed and section) and a pass/fail column.
+    """Every claims row of the executed notebooks in `folder`: the paper (author, year, section), the claim, the measured
+    means with 95 % intervals, the number of seeds n, the rule, the budget and the verdict (holds / fails / inconclusive).
     `rows` (as `claims_table` returns them, in a running notebook) replace that notebook's stored rows."""
+    from invgen_lit.core import CLAIM_COLUMNS, _as_verdict_row
     c = collect_claims(check_path(folder, "folder", kind="dir"))
     if len(rows):
-        fresh = pd.DataFrame(list(rows))
-        c = pd.concat([c[~c["notebook"].isin(set(fresh["notebook"]))], fresh[c.columns]], ignore_index=True)
-    return pd.DataFrame({"notebook": c["notebook"], "paper": c["source"], "claim": c["claim"], "ours": c["ours"],
-                         "budget": c["budget"], "profile": c["profile"],
-                         "pass/fail": c["holds"].map(lambda h: "pass" if bool(h) else "fail")}, columns=CLAIM_COLUMNS)
+        fresh = pd.DataFrame([_as_verdict_row(dict(r)) for r in rows]).reindex(columns=CLAIM_COLUMNS)
+        c = pd.concat([c[~c["notebook"].isin(set(fresh["notebook"]))], fresh], ignore_index=True)
+    return pd.DataFrame({"notebook": c["notebook"], "paper": c["source"], "claim": c["claim"], "ours": c["ours"], "n": c["n"],
+                         "rule": c["rule"].fillna(""), "budget": c["budget"], "profile": c["profile"], "verdict": c["verdict"],
+                         "diagnosis": c["diagnosis"].fillna("")}, columns=PAGE_COLUMNS + ["diagnosis"])
 
 def claims_summary(page: pd.DataFrame) -> pd.DataFrame:
-    "Claims per notebook: how many pass and fail."
-    if "pass/fail" not in getattr(page, "columns", ()):
+    "Claims per notebook: how many hold, fail and are inconclusive."
+    if "verdict" not in getattr(page, "columns", ()):
         raise ValueError(f"argument 'page': expected the table of claims_page, received {_describe(page)}")
-    counts = page.groupby(["notebook", "pass/fail"]).size().unstack(fill_value=0)
-    return counts.reindex(columns=["pass", "fail"], fill_value=0)
+    counts = page.groupby(["notebook", "verdict"]).size().unstack(fill_value=0)
+    return counts.reindex(columns=list(VERDICTS), fill_value=0)
+
+def claims_count_line(page: pd.DataFrame) -> str:
+    "'N claims from M notebooks: a hold, b fail, c inconclusive; n >= 3 seeds for k of them.'"
+    v = verdict_counts(page)
+    seeded = int((pd.to_numeric(page["n"], errors="coerce").fillna(1) >= 3).sum())
+    return (f"{len(page)} claims from {page['notebook'].nunique()} notebooks: {v['holds']} hold, {v['fails']} fail, "
+            f"{v['inconclusive']} inconclusive; {seeded} rest on 3 or more seeds.")
 
 def claims_page_markdown(page: pd.DataFrame) -> str:
-    "The claims page as one Markdown table (fail in bold), with a one-line count above it."
-    n, bad = len(page), int((page["pass/fail"] == "fail").sum())
-    cell = lambda v, c: ("**fail**" if v == "fail" else v) if c == "pass/fail" else str(v).replace("|", "\\|")
-    lines = ["| " + " | ".join(CLAIM_COLUMNS) + " |", "|" + "---|" * len(CLAIM_COLUMNS)]
-    lines += ["| " + " | ".join(cell(r[c], c) for c in CLAIM_COLUMNS) + " |" for _, r in page.iterrows()]
-    return f"{n} claims from {page['notebook'].nunique()} notebooks: {n - bad} pass, {bad} fail.\n\n" + "\n".join(lines)
+    "The claims page as one Markdown table (fails in bold, inconclusive in italics), a count line above it and the diagnoses of the rows that do not hold below it."
+    from invgen_lit.core import _verdict_cell
+    cell = lambda v, c: _verdict_cell(v) if c == "verdict" else str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(PAGE_COLUMNS) + " |", "|" + "---|" * len(PAGE_COLUMNS)]
+    lines += ["| " + " | ".join(cell(r[c], c) for c in PAGE_COLUMNS) + " |" for _, r in page.iterrows()]
+    notes = [f"* {r['notebook']}, **{r['verdict']}**: {r['claim']}. *Diagnosis*: {r['diagnosis']}"
+             for _, r in page.iterrows() if r["verdict"] != "holds" and r.get("diagnosis")]
+    tail = ["", "Why the rows that do not hold do not:", "", *notes] if notes else []
+    return claims_count_line(page) + "\n\n" + "\n".join(lines + tail)

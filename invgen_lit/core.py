@@ -27,16 +27,18 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['PROFILES', 'CHECKPOINT_FORMAT', 'ROW_VERBS', 'DATA_VERBS', 'LABEL_ARGS', 'RENAMED', 'REPLICA_LAYERS',
-           'PARALLEL_PATHS', 'CACHE_FORMAT', 'CLAIMS_MIME', 'check_tensor', 'check_int', 'check_float', 'check_choice',
-           'check_betas', 'check_path', 'check_data_shape', 'check_vector_shape', 'check_images', 'check_labels',
-           'as_input', 'set_seed', 'get_device', 'ReplicaError', 'replica_count', 'by_replica', 'replica_rows',
-           'distributed_world', 'batch_randn', 'batch_multinomial', 'global_mean', 'get_profile', 'by_profile',
-           'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'Batches', 'ReplicaBatches', 'History',
-           'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt', 'NonFiniteLossError', 'NaNGuard',
-           'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint', 'keep_freed_memory', 'install_verbs',
-           'GenerativeModel', 'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf', 'replica_obstacle', 'StackedReplicas',
-           'stack_replicas', 'unstack_replicas', 'ReplicaList', 'fit_replicas', 'replica_benchmark', 'cache_dir',
-           'code_version', 'cache_key', 'cached_fit', 'Claim', 'claims_table', 'claims_markdown', 'collect_claims']
+           'PARALLEL_PATHS', 'CACHE_FORMAT', 'CLAIMS_MIME', 'VERDICTS', 'CLAIM_TABLE_COLUMNS', 'CLAIM_COLUMNS',
+           'check_tensor', 'check_int', 'check_float', 'check_choice', 'check_betas', 'check_path', 'check_data_shape',
+           'check_vector_shape', 'check_images', 'check_labels', 'as_input', 'set_seed', 'get_device', 'ReplicaError',
+           'replica_count', 'by_replica', 'replica_rows', 'distributed_world', 'batch_randn', 'batch_multinomial',
+           'global_mean', 'get_profile', 'by_profile', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
+           'Batches', 'ReplicaBatches', 'History', 'plot_history', 'Callback', 'TrainLoop', 'sigterm_as_interrupt',
+           'NonFiniteLossError', 'NaNGuard', 'Recorder', 'ProgressBar', 'EMA', 'EMACallback', 'Checkpoint',
+           'keep_freed_memory', 'install_verbs', 'GenerativeModel', 'DiagonalGaussian', 'GroupedLinear', 'VmapLeaf',
+           'replica_obstacle', 'StackedReplicas', 'stack_replicas', 'unstack_replicas', 'ReplicaList', 'fit_replicas',
+           'replica_benchmark', 'cache_dir', 'code_version', 'cache_key', 'cached_fit', 'mean_interval', 'fmt_interval',
+           'Rule', 'greater', 'less', 'within', 'Claim', 'claims_table', 'claims_markdown', 'plot_claim',
+           'collect_claims', 'verdict_counts']
 
 # %% ../nbs/00_core.ipynb #315cfb96
 def _describe(x) -> str:
@@ -1505,34 +1507,239 @@ def cached_fit(make_model: Callable[[], "GenerativeModel"], *data, seed: int = 0
     _cache_store(model, key, folder, model.fit_seconds)
     return model
 
-# %% ../nbs/00_core.ipynb #c7e17b7d
+# %% ../nbs/00_core.ipynb #23704fb1
 CLAIMS_MIME = "application/vnd.invgen.claims+json"
+VERDICTS = ("holds", "fails", "inconclusive")
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    "(mean, low, high): Student's t interval of the mean over seeds; (v, v, v) for a single value."
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size == 0: raise ValueError("argument 'values': expected at least one value, received none")
+    if not np.isfinite(v).all(): raise ValueError(f"argument 'values': expected finite values, received {v.tolist()}")
+    m = float(v.mean())
+    if v.size == 1: return m, m, m
+    from scipy.stats import t
+    half = float(t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return m, m - half, m + half
+
+def _digits(lo: float, hi: float, value: float) -> int:
+    "Decimals that show an interval's half-width to two significant digits (three significant digits of a lone value)."
+    half, mag = (hi - lo) / 2, abs(value)
+    if half > 0: return int(min(6, max(0, 1 - math.floor(math.log10(half)))))
+    return int(min(6, max(0, 2 - math.floor(math.log10(mag))))) if mag > 0 else 0
+
+def fmt_interval(m: float, lo: float, hi: float) -> str:
+    "'0.62 [0.55, 0.69]' rounded to what the interval supports; a lone value (lo = hi) as '0.623'."
+    d = _digits(lo, hi, m)
+    if abs(m) >= 1e5 or (0 < abs(m) < 1e-3 and lo == hi): return f"{m:.2e}" if lo == hi else f"{m:.2e} [{lo:.2e}, {hi:.2e}]"
+    return f"{m:.{d}f}" if lo == hi else f"{m:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+
+# %% ../nbs/00_core.ipynb #b98941bd
+@dataclass(frozen=True)
+class Rule:
+    """A claim's decision rule, fixed before the run: a per-seed quantity (one method's value, or the paired difference
+    `a - b` on the same seed) whose mean must lie above (`op=">"`), below (`"<"`) or within +-`threshold` (`"within"`).
+    The verdict reads the 95 % interval of that mean: on the paper's side of the threshold, **holds**; on the other
+    side, **fails**; across it, **inconclusive**."""
+    a: str
+    b: str | None = None
+    op: str = ">"
+    threshold: float = 0.0
+
+    def __post_init__(self):
+        check_choice(self.op, "op", (">", "<", "within"))
+        check_float(self.threshold, "threshold")
+        if self.op == "within" and self.threshold <= 0:
+            raise ValueError(f"argument 'threshold': expected a positive tolerance for op='within', received {self.threshold}")
+
+    @property
+    def quantity(self) -> str:
+        "The name of the deciding quantity: 'a' or 'a - b'."
+        return self.a if self.b is None else f"{self.a} - {self.b}"
+
+    def __str__(self) -> str:
+        t = f"{self.threshold:g}"
+        if self.op == "within": return f"|mean of {self.quantity}| < {t}, whole interval inside"
+        return f"mean of {self.quantity} {self.op} {t}, whole interval {'above' if self.op == '>' else 'below'}"
+
+    def per_seed(self, values: dict) -> np.ndarray:
+        "The deciding quantity for each seed (paired: same seed, same data, both methods)."
+        for m in (self.a, self.b):
+            if m is not None and m not in values:
+                raise KeyError(f"argument 'values': the rule needs method '{m}', received methods {list(values)}")
+        a = np.asarray(values[self.a], dtype=float)
+        if self.b is None: return a
+        b = np.asarray(values[self.b], dtype=float)
+        if a.shape != b.shape:
+            raise ValueError(f"argument 'values': a paired rule needs as many seeds for '{self.a}' as for '{self.b}', received {a.size} and {b.size}")
+        return a - b
+
+    def verdict(self, lo: float, hi: float) -> str:
+        "holds / fails / inconclusive from the interval [lo, hi] of the deciding quantity's mean."
+        t = self.threshold
+        if self.op == ">": return "holds" if lo > t else "fails" if hi < t else "inconclusive"
+        if self.op == "<": return "holds" if hi < t else "fails" if lo > t else "inconclusive"
+        return "holds" if -t < lo and hi < t else "fails" if lo >= t or hi <= -t else "inconclusive"
+
+def greater(a: str, b: str | None = None, by: float = 0.0) -> Rule:
+    "Rule: `a` exceeds `b` (paired, per seed) by more than `by`; without `b`, `a` exceeds `by`."
+    return Rule(a, b, ">", by)
+
+def less(a: str, b: str | None = None, by: float = 0.0) -> Rule:
+    "Rule: `a` is below `b` (paired, per seed) by more than `by`, i.e. a - b < -by; without `b`, `a` is below `by`."
+    return Rule(a, b, "<", -by if b is not None else by)
+
+def within(a: str, b: str | None = None, tol: float = 0.1) -> Rule:
+    "Rule: `a` and `b` agree (paired difference within +-`tol`); without `b`, `a` lies within +-`tol` of zero."
+    return Rule(a, b, "within", tol)
+
+# %% ../nbs/00_core.ipynb #6102fb4e
+def _interval_text(m: float, lo: float, hi: float) -> str:
+    "'[lo, hi]' at the precision the interval supports; empty for a single value."
+    if lo == hi: return ""
+    d = _digits(lo, hi, m)
+    return f"[{lo:.2e}, {hi:.2e}]" if max(abs(lo), abs(hi)) >= 1e5 else f"[{lo:.{d}f}, {hi:.{d}f}]"
 
 @dataclass
 class Claim:
-    "One reproduced claim: where it is from, what the paper says, what we measured, at what budget, and whether it holds."
+    """One claims row: the paper's statement (`source`, `claim`), what is measured (`metric`), one value per seed for
+    each compared method (`values`, `seeds`), the decision `rule` fixed before the run, the `budget` (steps x batch,
+    wall time) and parameter counts (`params`), and for a row that does not hold, its `diagnosis`. The verdict, the
+    intervals and the `ours` text are computed from the values, never typed.
+
+    A row without `values` is a single-run row of the older kind (`ours` text and a boolean `holds`): it is shown with
+    n = 1, and its verdict is holds or fails."""
     source: str
     claim: str
-    ours: str
-    budget: str
-    holds: bool
+    ours: str | None = None
+    budget: str = ""
+    holds: bool | None = None
+    metric: str = ""
+    values: dict | None = None
+    seeds: Sequence[int] | None = None
+    rule: Rule | None = None
+    params: dict | None = None
+    diagnosis: str = ""
+    note: str = ""
+
+    def __post_init__(self):
+        if self.values is None:
+            if not isinstance(self.holds, (bool, np.bool_)) or self.ours is None:
+                raise TypeError("Claim: expected `values` (one list per method) and a `rule`, or the single-run form "
+                                f"(`ours` text and a boolean `holds`); received values=None, holds={self.holds!r}")
+            return
+        if not isinstance(self.values, dict) or not self.values:
+            raise TypeError(f"argument 'values': expected a dict method -> one value per seed, received {_describe(self.values)}")
+        if not isinstance(self.rule, Rule): raise TypeError(f"argument 'rule': expected a Rule (greater, less, within), received {_describe(self.rule)}")
+        self.values = {str(k): [float(x) for x in np.asarray(v, dtype=float).ravel()] for k, v in self.values.items()}
+        sizes = {k: len(v) for k, v in self.values.items()}
+        if len(set(sizes.values())) != 1: raise ValueError(f"argument 'values': expected as many values per method, received {sizes}")
+        n = next(iter(sizes.values()))
+        self.seeds = list(range(n)) if self.seeds is None and n == 1 else self.seeds
+        if self.seeds is None or len(self.seeds) != n:
+            raise ValueError(f"argument 'seeds': expected one seed per value ({n}), received {self.seeds!r}")
+        self.seeds = [int(s) for s in self.seeds]
+        self.rule.per_seed(self.values)           # the rule's methods exist and pair up
+
+    @property
+    def n(self) -> int:
+        "The number of seeds (1 for a single-run row)."
+        return 1 if self.values is None else len(self.seeds)
+
+    def summary(self) -> dict:
+        "Mean and 95 % interval of each method, and of the deciding quantity (under the rule's name for it)."
+        out = {k: mean_interval(v) for k, v in self.values.items()}
+        return out | {self.rule.quantity: mean_interval(self.rule.per_seed(self.values))}
+
+    @property
+    def verdict(self) -> str:
+        "holds / fails / inconclusive: the rule applied to the interval of the deciding quantity."
+        if self.values is None: return "holds" if self.holds else "fails"
+        _, lo, hi = self.summary()[self.rule.quantity]
+        return self.rule.verdict(lo, hi)
+
+    def measured(self) -> str:
+        "The measured numbers as text: each method's mean [95 % interval], then the deciding quantity."
+        if self.values is None: return self.ours
+        s = self.summary()
+        parts = [f"{k} {fmt_interval(*s[k])}" for k in self.values if k != self.rule.quantity]
+        if self.rule.quantity not in self.values: parts.append(f"{self.rule.quantity}: {fmt_interval(*s[self.rule.quantity])}")
+        return "; ".join(parts) + (f"; {self.note}" if self.note else "")
+
+    def row(self, notebook: str = "") -> dict:
+        "The row as stored in the notebook's output (JSON) and collected by `collect_claims`."
+        base = {"notebook": notebook, "source": self.source, "claim": self.claim, "profile": get_profile(), "n": self.n,
+                "budget": self.budget, "verdict": self.verdict, "diagnosis": self.diagnosis}
+        if self.values is None: return base | {"ours": self.ours, "metric": "", "interval": "", "rule": "", "holds": bool(self.holds)}
+        s = self.summary(); m, lo, hi = s[self.rule.quantity]
+        params = "; parameters " + ", ".join(f"{k} {int(v):,}" for k, v in self.params.items()) if self.params else ""
+        return base | {"ours": self.measured(), "metric": self.metric, "rule": str(self.rule), "seeds": self.seeds,
+                       "values": self.values, "summary": {k: list(v) for k, v in s.items()}, "quantity": self.rule.quantity,
+                       "interval": _interval_text(m, lo, hi),
+                       "budget": self.budget + params, "params": self.params or {}}
+
+# %% ../nbs/00_core.ipynb #52607b60
+CLAIM_TABLE_COLUMNS = ("source", "claim", "ours", "n", "rule", "budget", "verdict")
 
 def claims_table(*claims: Claim, notebook: str = ""):
-    "Display claims as a Markdown table plus machine-readable JSON; return the rows."
+    "Display claims as a Markdown table plus machine-readable JSON; return the rows. Warns for a row that does not hold and carries no diagnosis."
     from IPython.display import display
-    rows = [c.__dict__ | {"notebook": notebook, "profile": get_profile()} for c in claims]
+    for c in claims:
+        if not isinstance(c, Claim): raise TypeError(f"argument 'claims': expected Claim rows, received {_describe(c)}")
+    rows = [c.row(notebook) for c in claims]
+    for r in rows:
+        if r["verdict"] != "holds" and not r["diagnosis"]:
+            import warnings
+            warnings.warn(f"claim '{r['claim'][:60]}' {r['verdict']} without a diagnosis: say what probe shows the mechanism")
     display({"text/markdown": claims_markdown(rows), CLAIMS_MIME: {"rows": rows}}, raw=True)
     return rows
 
-def claims_markdown(rows: Sequence[dict], columns: Sequence[str] = ("source", "claim", "ours", "budget", "holds")) -> str:
-    "A Markdown table of claim rows (dicts), `holds` shown as yes / **no**."
-    cell = lambda r, c: ("yes" if r[c] else "**no**") if c == "holds" else str(r.get(c, "")).replace("|", "\\|")
-    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-                     + ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows])
+def _verdict_cell(v: str) -> str:
+    return {"holds": "holds", "fails": "**fails**", "inconclusive": "*inconclusive*"}.get(v, str(v))
 
-# %% ../nbs/00_core.ipynb #af0d058e
+def claims_markdown(rows: Sequence[dict], columns: Sequence[str] = CLAIM_TABLE_COLUMNS) -> str:
+    "A Markdown table of claim rows (dicts): the measured means with 95 % intervals, n, the rule, the budget and the verdict (fails in bold, inconclusive in italics); diagnoses listed below the table."
+    cell = lambda r, c: _verdict_cell(r.get(c, "")) if c == "verdict" else str(r.get(c, "")).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    notes = [f"* **{r['verdict']}**: {r['claim']}. *Diagnosis*: {r['diagnosis']}" for r in rows if r.get("verdict") != "holds" and r.get("diagnosis")]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+# %% ../nbs/00_core.ipynb #06d26c57
+def plot_claim(claim: Claim, ax=None, title: str | None = None):
+    "Each method's per-seed values (dots) with mean and 95 % interval (bar), and the deciding quantity against the rule's threshold (right panel)."
+    import matplotlib.pyplot as plt
+    if claim.values is None: raise ValueError("argument 'claim': a single-run row has no per-seed values to plot")
+    if ax is None: _, ax = plt.subplots(1, 2, figsize=(7.5, 0.45 * len(claim.values) + 1.6), width_ratios=[3, 2])
+    left, right = ax
+    s = claim.summary()
+    for i, (k, v) in enumerate(claim.values.items()):
+        m, lo, hi = s[k]
+        left.plot(v, [i] * len(v), "o", color=f"C{i}", alpha=0.5, ms=5)
+        left.errorbar([m], [i], xerr=[[m - lo], [hi - m]], fmt="D", color="k", capsize=3, ms=4)
+    left.set(yticks=range(len(claim.values)), yticklabels=list(claim.values), xlabel=claim.metric or "value", ylim=(-0.6, len(claim.values) - 0.4))
+    left.invert_yaxis()
+    q, (m, lo, hi) = claim.rule.quantity, s[claim.rule.quantity]
+    d = claim.rule.per_seed(claim.values)
+    right.plot(d, [0] * len(d), "o", color="grey", alpha=0.5, ms=5)
+    right.errorbar([m], [0], xerr=[[m - lo], [hi - m]], fmt="D", color={"holds": "C2", "fails": "C3"}.get(claim.verdict, "C1"), capsize=3)
+    t = claim.rule.threshold
+    for x in ([-t, t] if claim.rule.op == "within" else [t]): right.axvline(x, color="k", lw=0.8, ls="--")
+    right.set(yticks=[], xlabel=q, title=f"{claim.verdict} (n = {claim.n})")
+    left.set_title(title or claim.claim[:70] + ("..." if len(claim.claim) > 70 else ""), loc="left", fontsize=9)
+    return ax
+
+# %% ../nbs/00_core.ipynb #f168c310
+CLAIM_COLUMNS = ["notebook", "source", "claim", "metric", "ours", "interval", "n", "rule", "budget", "profile",
+                 "verdict", "diagnosis", "seeds", "values"]
+
+def _as_verdict_row(r: dict) -> dict:
+    "A stored row in the current form: rows of the single-run kind (a boolean `holds`) get n = 1 and holds / fails."
+    if "verdict" in r: return r
+    return r | {"verdict": "holds" if r.get("holds") else "fails", "n": 1, "interval": "", "rule": "", "metric": "", "diagnosis": ""}
+
 def collect_claims(folder="nbs") -> pd.DataFrame:
-    "Every claims row stored in the outputs of the executed notebooks in `folder`, one table."
+    "Every claims row stored in the outputs of the executed notebooks in `folder`, one table (columns `CLAIM_COLUMNS`)."
     import json
     folder = check_path(folder, "folder", kind="dir")
     rows = []
@@ -1540,5 +1747,11 @@ def collect_claims(folder="nbs") -> pd.DataFrame:
         for cell in json.loads(nb.read_text(encoding="utf-8")).get("cells", []):
             for out in cell.get("outputs", []):
                 data = out.get("data", {}).get(CLAIMS_MIME)
-                if data: rows += [{"notebook": nb.stem, **r} for r in data["rows"]]
-    return pd.DataFrame(rows, columns=["notebook", "source", "claim", "ours", "budget", "profile", "holds"])
+                if data: rows += [_as_verdict_row(r) | {"notebook": nb.stem} for r in data["rows"]]
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+def verdict_counts(claims: pd.DataFrame) -> dict:
+    "How many rows hold, fail and are inconclusive."
+    if "verdict" not in getattr(claims, "columns", ()):
+        raise ValueError(f"argument 'claims': expected a table with a 'verdict' column, received {_describe(claims)}")
+    return {v: int((claims["verdict"] == v).sum()) for v in VERDICTS}

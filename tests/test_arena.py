@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from invgen_lit.arena import (ARENA_VERBS, CLAIM_COLUMNS, SklearnDetector, arena_models, claims_page, claims_page_markdown,
+from invgen_lit.arena import (ARENA_VERBS, PAGE_COLUMNS, SklearnDetector, arena_models, claims_page, claims_page_markdown,
                               claims_summary, fit_models, inversion_arena, likelihood_arena, log_prob_kind, model_data_shape,
                               ood_arena, prior_codes, rows_for, timed, unexplained)
 from invgen_lit.core import CLAIMS_MIME, DiagonalGaussian, collect_claims, set_seed
@@ -188,32 +188,37 @@ def test_sklearn_detector_checks_its_input():
 # ---- the claims page -------------------------------------------------------------------------------------------------
 def test_claims_page_is_collected_from_the_notebooks():
     page, raw = claims_page(ROOT / "nbs"), collect_claims(ROOT / "nbs")
-    assert list(page.columns) == CLAIM_COLUMNS and len(page) == len(raw) > 30
-    assert (page["pass/fail"] == raw["holds"].map({True: "pass", False: "fail"})).all()
+    assert list(page.columns)[:len(PAGE_COLUMNS)] == PAGE_COLUMNS and len(page) == len(raw) > 30
+    assert (page["verdict"] == raw["verdict"]).all() and set(page["verdict"]) <= {"holds", "fails", "inconclusive"}
     summary = claims_summary(page)
-    assert int(summary.values.sum()) == len(page) and list(summary.columns) == ["pass", "fail"]
+    assert int(summary.values.sum()) == len(page) and list(summary.columns) == ["holds", "fails", "inconclusive"]
     md = claims_page_markdown(page)
-    assert "| notebook | paper | claim | ours | budget | profile | pass/fail |" in md
-    assert md.count("**fail**") == int((page["pass/fail"] == "fail").sum())
+    assert "| notebook | paper | claim | ours | n | rule | budget | profile | verdict |" in md
+    assert md.count("| **fails** |") == int((page["verdict"] == "fails").sum())
+    assert md.count("| *inconclusive* |") == int((page["verdict"] == "inconclusive").sum())
+    counts = md.splitlines()[0]
+    assert f"{int((page.verdict == 'holds').sum())} hold, {int((page.verdict == 'fails').sum())} fail" in counts, counts
 
 
 def test_claims_page_rows_of_a_running_notebook_replace_its_stored_ones(tmp_path):
-    row = {"source": "seed 9, Fig. 1", "claim": "c", "ours": "o", "budget": "b", "holds": False, "profile": "docs"}
+    row = {"source": "a paper, Fig. 1", "claim": "c", "ours": "o", "budget": "b", "holds": False, "profile": "docs"}
     nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {CLAIMS_MIME: {"rows": [row | {"notebook": "x"}]}}}]}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (tmp_path / "x.ipynb").write_text(json.dumps(nb))
-    assert list(claims_page(tmp_path)["pass/fail"]) == ["fail"]
-    fresh = claims_page(tmp_path, rows=[row | {"holds": True, "notebook": "x"}])
-    assert list(fresh["pass/fail"]) == ["pass"] and len(fresh) == 1
+    assert list(claims_page(tmp_path)["verdict"]) == ["fails"]           # a single-run row of the older kind
+    from invgen_lit.core import Claim, greater
+    fresh_row = Claim("a paper", "c", metric="m", values={"A": [3.0, 3.1, 2.9], "B": [1, 1, 1]}, seeds=[1, 2, 3], rule=greater("A", "B")).row("x")
+    fresh = claims_page(tmp_path, rows=[fresh_row])
+    assert list(fresh["verdict"]) == ["holds"] and list(fresh["n"]) == [3] and len(fresh) == 1
     with pytest.raises(FileNotFoundError, match="argument 'folder'"): claims_page(tmp_path / "missing")
     with pytest.raises(ValueError, match="argument 'page'"): claims_summary(pd.DataFrame())
 
 
-def test_the_readme_shows_the_claims_page_with_pass_fail():
+def test_the_readme_shows_the_claims_page_with_its_verdict_counts():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "| notebook | paper | claim | ours | budget | profile | pass/fail |" in readme
-    page = claims_page(ROOT / "nbs")
-    assert f"{len(page)} claims from {page['notebook'].nunique()} notebooks" in readme
+    assert "| notebook | paper | claim | ours | n | rule | budget | profile | verdict |" in readme
+    from invgen_lit.arena import claims_count_line
+    assert claims_count_line(claims_page(ROOT / "nbs")) in readme
 
 
 def test_likelihood_arena_takes_the_nll_on_held_out_data_and_ranks_on_probes(gauss, gauss_data):
