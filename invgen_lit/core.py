@@ -1557,8 +1557,12 @@ class Rule:
         "The name of the deciding quantity: 'a' or 'a - b'."
         return self.a if self.b is None else f"{self.a} - {self.b}"
 
-    def __str__(self) -> str:
+    def __str__(self) -> str: return self.describe()
+
+    def describe(self, n: int = 2) -> str:
+        "The rule in words; for one value (n = 1) without the interval."
         t = f"{self.threshold:g}"
+        if n == 1: return f"|{self.quantity}| < {t}" if self.op == "within" else f"{self.quantity} {self.op} {t}"
         if self.op == "within": return f"|mean of {self.quantity}| < {t}, whole interval inside"
         return f"mean of {self.quantity} {self.op} {t}, whole interval {'above' if self.op == '>' else 'below'}"
 
@@ -1587,7 +1591,7 @@ def greater(a: str, b: str | None = None, by: float = 0.0) -> Rule:
 
 def less(a: str, b: str | None = None, by: float = 0.0) -> Rule:
     "Rule: `a` is below `b` (paired, per seed) by more than `by`, i.e. a - b < -by; without `b`, `a` is below `by`."
-    return Rule(a, b, "<", -by if b is not None else by)
+    return Rule(a, b, "<", 0.0 - by if b is not None else by)
 
 def within(a: str, b: str | None = None, tol: float = 0.1) -> Rule:
     "Rule: `a` and `b` agree (paired difference within +-`tol`); without `b`, `a` lies within +-`tol` of zero."
@@ -1662,8 +1666,8 @@ class Claim:
         "The measured numbers as text: each method's mean [95 % interval], then the deciding quantity."
         if self.values is None: return self.ours
         s = self.summary()
-        parts = [f"{k} {fmt_interval(*s[k])}" for k in self.values if k != self.rule.quantity]
-        if self.rule.quantity not in self.values: parts.append(f"{self.rule.quantity}: {fmt_interval(*s[self.rule.quantity])}")
+        parts = [f"{k}: {fmt_interval(*s[k])}" for k in self.values]
+        if self.rule.b is not None: parts.append(f"{self.rule.quantity}: {fmt_interval(*s[self.rule.quantity])}")
         return "; ".join(parts) + (f"; {self.note}" if self.note else "")
 
     def row(self, notebook: str = "") -> dict:
@@ -1673,7 +1677,7 @@ class Claim:
         if self.values is None: return base | {"ours": self.ours, "metric": "", "interval": "", "rule": "", "holds": bool(self.holds)}
         s = self.summary(); m, lo, hi = s[self.rule.quantity]
         params = "; parameters " + ", ".join(f"{k} {int(v):,}" for k, v in self.params.items()) if self.params else ""
-        return base | {"ours": self.measured(), "metric": self.metric, "rule": str(self.rule), "seeds": self.seeds,
+        return base | {"ours": self.measured(), "metric": self.metric, "rule": self.rule.describe(self.n), "seeds": self.seeds,
                        "values": self.values, "summary": {k: list(v) for k, v in s.items()}, "quantity": self.rule.quantity,
                        "interval": _interval_text(m, lo, hi),
                        "budget": self.budget + params, "params": self.params or {}}

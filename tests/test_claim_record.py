@@ -45,7 +45,7 @@ def test_a_row_carries_what_a_sceptic_needs_and_survives_json(tmp_path):
     for key in ("source", "claim", "metric", "values", "seeds", "n", "summary", "interval", "rule", "budget", "verdict", "profile"):
         assert key in row, key
     assert row["n"] == 3 and row["verdict"] == "holds" and "a 1,000" in row["budget"] and row["ours"].endswith("; extra")
-    assert row["ours"].startswith("a 0.910 [") and "a - b: 0.36" in row["ours"], row["ours"]
+    assert row["ours"].startswith("a: 0.910 [") and "a - b: 0.36" in row["ours"], row["ours"]
     nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {CLAIMS_MIME: {"rows": [row]}}}]}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (tmp_path / "x.ipynb").write_text(json.dumps(nb))
