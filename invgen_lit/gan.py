@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+from fastcore.basics import patch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
@@ -16,8 +17,8 @@ from .nn import MLP
 
 # %% auto #0
 __all__ = ['hinge_g_loss', 'ADVERSARIAL_LOSSES', 'ADVERSARIAL_TERMS', 'ns_d_loss', 'ns_g_loss', 'wgan_d_loss', 'wgan_g_loss',
-           'hinge_d_loss', 'grad_norm_sq', 'gradient_penalty', 'r1_penalty', 'r2_penalty', 'cagan_d_loss',
-           'cagan_g_loss', 'GAN', 'log_prob_threshold', 'low_density_fraction']
+           'hinge_d_loss', 'grad_norm_sq', 'gradient_penalty', 'r1_penalty', 'r2_penalty', 'GAN', 'cagan_d_loss',
+           'cagan_g_loss', 'log_prob_threshold', 'low_density_fraction']
 
 # %% ../nbs/04_gan.ipynb #fa4aef6f
 def _logits(x, name: str) -> Tensor:
@@ -86,33 +87,7 @@ def r2_penalty(D: Callable, fake: Tensor) -> Tensor:
     D, x = _critic_fn(D), check_tensor(fake, "fake", min_rows=1).detach().requires_grad_(True)
     return grad_norm_sq(D(x), x).mean()
 
-# %% ../nbs/04_gan.ipynb #b9a4cba5
-# Per-row adversarial functions: A_d(r, f) = real_term(r) + fake_term(f), A_g(f) = gen_term(f) (Cho 2025 Eq. 5-6, [40])
-ADVERSARIAL_TERMS = {
-    "ns": (lambda r: F.softplus(-r), lambda f: F.softplus(f), lambda f: F.softplus(-f)),   # -log sigmoid(r), -log(1 - sigmoid(f)), -log sigmoid(f)
-    "hinge": (lambda r: F.relu(1 - r), lambda f: F.relu(1 + f), lambda f: -f)}
-
-def _rows(out, name: str, width: int | None = None) -> Tensor:
-    out = check_tensor(out, name, ndim=(1, 2), finite=False)
-    if width is not None and (out.ndim != 2 or out.shape[1] != width):
-        raise ValueError(f"argument '{name}': expected shape (B, {width}), received {tuple(out.shape)}")
-    return out
-
-def cagan_d_loss(real_out: Tensor, c_real: Tensor, fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
-    """Eq. 29 (= Eq. 25 + 27): the sum over the d_c per-class GANs of A_d(D^i(x) c_r^i, D^i(G(z, c_f)) c_f^i).
-    A GAN whose activation c^i is 0 contributes the constant A_d(0, 0) and no gradient, so only active entries are summed."""
-    real_term, fake_term, _ = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))]
-    c_real, c_fake = _rows(c_real, "c_real"), _rows(c_fake, "c_fake")
-    real_out, fake_out = _rows(real_out, "real_out", c_real.shape[1]), _rows(fake_out, "fake_out", c_fake.shape[1])
-    return (c_real * real_term(real_out)).sum(1).mean() + (c_fake * fake_term(fake_out)).sum(1).mean()
-
-def cagan_g_loss(fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
-    "Eq. 30 (= Eq. 26 + 28): each fake row trains G only through the GAN(s) its condition activates."
-    c_fake = _rows(c_fake, "c_fake")
-    gen_term = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))][2]
-    return (c_fake * gen_term(_rows(fake_out, "fake_out", c_fake.shape[1]))).sum(1).mean()
-
-# %% ../nbs/04_gan.ipynb #07d1cea9
+# %% ../nbs/04_gan.ipynb #bda85895
 class GAN(GenerativeModel):
     "Vanilla GAN on vectors: MLP generator (output activation `out_act`) and discriminator, loss 'ns' | 'wgan-gp' | 'hinge', R1/R2 penalties, EMA generator."
     steps_by_profile = {"smoke": 40, "docs": 10_000, "full": 200_000}
@@ -139,10 +114,6 @@ class GAN(GenerativeModel):
         self.optimizers = {"G": torch.optim.AdamW(self.G.parameters(), lr=lr, betas=betas, weight_decay=wd),
                            "D": torch.optim.AdamW(self.D.parameters(), lr=lr, betas=betas, weight_decay=wd)}
 
-    def prepare_data(self, x):
-        "Check that `x` is (n, data_dim) with at least 2 rows."
-        return (check_tensor(x, "x", ndim=2, shape=(None, self.data_dim), min_rows=2),)
-
     def decode(self, z: Tensor, use_ema: bool = True) -> Tensor:
         "Generate from latents `z` (n, latent_dim), with the EMA generator if there is one and `use_ema`."
         z = check_tensor(z, "z", ndim=2, shape=(None, self.latent_dim))
@@ -157,36 +128,74 @@ class GAN(GenerativeModel):
         "Draw `n` samples G(z), z from the prior (`sample_latent`)."
         return self.decode(self.sample_latent(n), use_ema)
 
-    def discriminator_loss(self, real: Tensor, fake: Tensor) -> dict:
-        "Adversarial loss of D plus its penalties; R1/R2 reuse the logits of the adversarial loss."
-        d_loss_fn, _ = ADVERSARIAL_LOSSES[self.loss]
-        real, fake = real.detach().requires_grad_(self.r1 > 0), fake.detach().requires_grad_(self.r2 > 0)
-        rl, fl = self.D(real), self.D(fake)
-        out = {"d_loss": d_loss_fn(rl, fl)}
-        total = out["d_loss"]
-        if self.r1 > 0: out["r1"] = grad_norm_sq(rl, real).mean(); total = total + self.r1 * out["r1"]
-        if self.r2 > 0: out["r2"] = grad_norm_sq(fl, fake).mean(); total = total + self.r2 * out["r2"]
-        if self.gp > 0: out["gp"] = gradient_penalty(self.D, real, fake); total = total + self.gp * out["gp"]
-        out["d_total"] = total
-        return out
+# %% ../nbs/04_gan.ipynb #084d7373
+@patch
+def adversarial_step(self: GAN, x: Tensor, z_d: Tensor, z_g: Tensor) -> dict:
+    "One discriminator step on `x` against G(z_d), then one generator step on G(z_g); the losses by name."
+    _, g_loss_fn = ADVERSARIAL_LOSSES[self.loss]
+    # discriminator step on real data and detached fakes
+    d = self.discriminator_loss(x, self.G(z_d))
+    self.optimizers["D"].zero_grad(set_to_none=True); d["d_total"].backward(); self.optimizers["D"].step()
+    # generator step on fresh latents; D is frozen so that no gradient is spent on its weights
+    self.D.requires_grad_(False)
+    g_loss = g_loss_fn(self.D(self.G(z_g)))
+    self.optimizers["G"].zero_grad(set_to_none=True); g_loss.backward(); self.optimizers["G"].step()
+    self.D.requires_grad_(True)
+    if self.G_ema is not None: self.G_ema.update(self.G)
+    return {k: v for k, v in d.items() if k != "d_total"} | {"g_loss": g_loss}
 
-    def train_step(self, x: Tensor) -> dict:
-        "One adversarial step on `x` (`adversarial_step`) with latents for D and for G drawn from `sample_latent`; the losses by name."
-        return self.adversarial_step(x, self.sample_latent(len(x)), self.sample_latent(len(x)))
+@patch
+def train_step(self: GAN, x: Tensor) -> dict:
+    "One adversarial step on `x` (`adversarial_step`) with latents for D and for G drawn from `sample_latent`; the losses by name."
+    return self.adversarial_step(x, self.sample_latent(len(x)), self.sample_latent(len(x)))
 
-    def adversarial_step(self, x: Tensor, z_d: Tensor, z_g: Tensor) -> dict:
-        "One discriminator step on `x` against G(z_d), then one generator step on G(z_g); the losses by name."
-        _, g_loss_fn = ADVERSARIAL_LOSSES[self.loss]
-        # discriminator step on real data and detached fakes
-        d = self.discriminator_loss(x, self.G(z_d))
-        self.optimizers["D"].zero_grad(set_to_none=True); d["d_total"].backward(); self.optimizers["D"].step()
-        # generator step on fresh latents; D is frozen so that no gradient is spent on its weights
-        self.D.requires_grad_(False)
-        g_loss = g_loss_fn(self.D(self.G(z_g)))
-        self.optimizers["G"].zero_grad(set_to_none=True); g_loss.backward(); self.optimizers["G"].step()
-        self.D.requires_grad_(True)
-        if self.G_ema is not None: self.G_ema.update(self.G)
-        return {k: v for k, v in d.items() if k != "d_total"} | {"g_loss": g_loss}
+# %% ../nbs/04_gan.ipynb #49835109
+@patch
+def discriminator_loss(self: GAN, real: Tensor, fake: Tensor) -> dict:
+    "Adversarial loss of D plus its penalties; R1/R2 reuse the logits of the adversarial loss."
+    d_loss_fn, _ = ADVERSARIAL_LOSSES[self.loss]
+    real, fake = real.detach().requires_grad_(self.r1 > 0), fake.detach().requires_grad_(self.r2 > 0)
+    rl, fl = self.D(real), self.D(fake)
+    out = {"d_loss": d_loss_fn(rl, fl)}
+    total = out["d_loss"]
+    if self.r1 > 0: out["r1"] = grad_norm_sq(rl, real).mean(); total = total + self.r1 * out["r1"]
+    if self.r2 > 0: out["r2"] = grad_norm_sq(fl, fake).mean(); total = total + self.r2 * out["r2"]
+    if self.gp > 0: out["gp"] = gradient_penalty(self.D, real, fake); total = total + self.gp * out["gp"]
+    out["d_total"] = total
+    return out
+
+@patch
+def prepare_data(self: GAN, x):
+    "Check that `x` is (n, data_dim) with at least 2 rows."
+    return (check_tensor(x, "x", ndim=2, shape=(None, self.data_dim), min_rows=2),)
+
+# %% ../nbs/04_gan.ipynb #ee4f7a8f
+# Library code shared by the class-conditional GANs (CAGAN, AEDLSGAN, CGPGAN), which must not import each other:
+# notebook 50_cagan derives this loss (Cho 2025, Eq. 25-30) and checks it.
+# Per-row adversarial functions: A_d(r, f) = real_term(r) + fake_term(f), A_g(f) = gen_term(f) (Cho 2025 Eq. 5-6, [40])
+ADVERSARIAL_TERMS = {
+    "ns": (lambda r: F.softplus(-r), lambda f: F.softplus(f), lambda f: F.softplus(-f)),   # -log sigmoid(r), -log(1 - sigmoid(f)), -log sigmoid(f)
+    "hinge": (lambda r: F.relu(1 - r), lambda f: F.relu(1 + f), lambda f: -f)}
+
+def _rows(out, name: str, width: int | None = None) -> Tensor:
+    out = check_tensor(out, name, ndim=(1, 2), finite=False)
+    if width is not None and (out.ndim != 2 or out.shape[1] != width):
+        raise ValueError(f"argument '{name}': expected shape (B, {width}), received {tuple(out.shape)}")
+    return out
+
+def cagan_d_loss(real_out: Tensor, c_real: Tensor, fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
+    """Eq. 29 (= Eq. 25 + 27): the sum over the d_c per-class GANs of A_d(D^i(x) c_r^i, D^i(G(z, c_f)) c_f^i).
+    A GAN whose activation c^i is 0 contributes the constant A_d(0, 0) and no gradient, so only active entries are summed."""
+    real_term, fake_term, _ = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))]
+    c_real, c_fake = _rows(c_real, "c_real"), _rows(c_fake, "c_fake")
+    real_out, fake_out = _rows(real_out, "real_out", c_real.shape[1]), _rows(fake_out, "fake_out", c_fake.shape[1])
+    return (c_real * real_term(real_out)).sum(1).mean() + (c_fake * fake_term(fake_out)).sum(1).mean()
+
+def cagan_g_loss(fake_out: Tensor, c_fake: Tensor, loss: str = "ns") -> Tensor:
+    "Eq. 30 (= Eq. 26 + 28): each fake row trains G only through the GAN(s) its condition activates."
+    c_fake = _rows(c_fake, "c_fake")
+    gen_term = ADVERSARIAL_TERMS[check_choice(loss, "loss", list(ADVERSARIAL_TERMS))][2]
+    return (c_fake * gen_term(_rows(fake_out, "fake_out", c_fake.shape[1]))).sum(1).mean()
 
 # %% ../nbs/04_gan.ipynb #09388cb5
 def log_prob_threshold(log_prob: Callable[[Tensor], Tensor], reference: Tensor, q: float = 0.01) -> float:
