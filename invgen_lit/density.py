@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from fastcore.basics import patch
 from torch import Tensor
 from torch.func import jacfwd, jacrev, vmap
 
@@ -128,6 +129,8 @@ def _probes_for(x: Tensor, n_probes, probe, generator, eps) -> Tensor:
                          f"received {tuple(eps.shape)}")
     return eps.to(x)
 
+
+# %% ../nbs/05_density.ipynb #3cdb77c6
 def hutchinson_samples(f: Callable[[Tensor], Tensor], x: Tensor, n_probes: int = 1, probe: str = "rademacher",
                        generator: torch.Generator | None = None, eps: Tensor | None = None,
                        create_graph: bool = False) -> Tensor:
@@ -210,6 +213,8 @@ def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
     # direct differences, not the |a|^2 + |b|^2 - 2ab expansion, which loses precision for nearby points (small h)
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
 
+
+# %% ../nbs/05_density.ipynb #c0cf7fa4
 def kde_log_prob(z: Tensor, Z: Tensor, bandwidth: float | Tensor, chunk: int = 1024) -> Tensor:
     "log of the Gaussian KDE (Eq. KDE) on codes `Z` (n, d) at rows `z` (m, d); a 1-D tensor of bandwidths gives (len(h), m)."
     Z = check_tensor(Z, "Z", ndim=2, min_rows=1)
@@ -274,48 +279,56 @@ class LatentKDE:
         "The dimension of the fitted codes; raise if `fit` has not run."
         return self._fitted().shape[1]
 
-    def log_prob(self, z: Tensor) -> Tensor:
-        "Per-row log-density of the KDE (Eq. KDE), mixed with the background Gaussian if `background` > 0; shape (m,)."
-        z = check_tensor(z, "z", ndim=2, shape=(None, self.dim)).to(self._fitted())
-        b = self.background
-        if b == 0: return kde_log_prob(z, self.Z, self.h)
-        lp_bg = -0.5 * (z / self.background_std).pow(2).sum(-1) - z.shape[1] * math.log(self.background_std * math.sqrt(2 * math.pi))
-        if b == 1: return lp_bg
-        return torch.logaddexp(math.log1p(-b) + kde_log_prob(z, self.Z, self.h), math.log(b) + lp_bg)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        "n draws: a uniformly chosen code plus h times standard Gaussian noise (a background draw with probability `background`)."
-        Z = self._fitted()
-        idx = torch.randint(0, Z.shape[0], (check_int(n, "n", min=0),), generator=generator, device=Z.device)
-        out = Z[idx] + self.h * torch.randn(n, Z.shape[1], generator=generator, dtype=Z.dtype, device=Z.device)
-        if self.background > 0:
-            bg = torch.rand(n, generator=generator, device=Z.device) < self.background
-            out = torch.where(bg[:, None], self.background_std * torch.randn(n, Z.shape[1], generator=generator, dtype=Z.dtype,
-                                                                             device=Z.device), out)
-        return out
+# %% ../nbs/05_density.ipynb #eaf2ddfc
+@patch
+def log_prob(self: LatentKDE, z: Tensor) -> Tensor:
+    "Per-row log-density of the KDE (Eq. KDE), mixed with the background Gaussian if `background` > 0; shape (m,)."
+    z = check_tensor(z, "z", ndim=2, shape=(None, self.dim)).to(self._fitted())
+    b = self.background
+    if b == 0: return kde_log_prob(z, self.Z, self.h)
+    lp_bg = -0.5 * (z / self.background_std).pow(2).sum(-1) - z.shape[1] * math.log(self.background_std * math.sqrt(2 * math.pi))
+    if b == 1: return lp_bg
+    return torch.logaddexp(math.log1p(-b) + kde_log_prob(z, self.Z, self.h), math.log(b) + lp_bg)
 
-    def to(self, device) -> "LatentKDE":
-        "Move the stored codes to `device`; return self."
-        if self.Z is not None: self.Z = self.Z.to(device)
-        return self
+@patch
+def sample(self: LatentKDE, n: int, generator: torch.Generator | None = None) -> Tensor:
+    "n draws: a uniformly chosen code plus h times standard Gaussian noise (a background draw with probability `background`)."
+    Z = self._fitted()
+    idx = torch.randint(0, Z.shape[0], (check_int(n, "n", min=0),), generator=generator, device=Z.device)
+    out = Z[idx] + self.h * torch.randn(n, Z.shape[1], generator=generator, dtype=Z.dtype, device=Z.device)
+    if self.background > 0:
+        bg = torch.rand(n, generator=generator, device=Z.device) < self.background
+        out = torch.where(bg[:, None], self.background_std * torch.randn(n, Z.shape[1], generator=generator, dtype=Z.dtype,
+                                                                         device=Z.device), out)
+    return out
 
-    def save(self, path) -> Path:
-        "Atomic checkpoint of the codes and the bandwidth (invgen_lit.core.save_checkpoint)."
-        return save_checkpoint({"class": "LatentKDE", "bandwidth": self.bandwidth, "grid": self.grid,
-                                "background": self.background, "background_std": self.background_std,
-                                "h": self.h, "Z": None if self.Z is None else self.Z.cpu()}, path)
+@patch
+def to(self: LatentKDE, device) -> LatentKDE:
+    "Move the stored codes to `device`; return self."
+    if self.Z is not None: self.Z = self.Z.to(device)
+    return self
 
-    @classmethod
-    def load(cls, path) -> "LatentKDE":
-        "Rebuild a LatentKDE saved by `save`; refuse checkpoints of anything else."
-        s = load_checkpoint(path)
-        if s.get("class") != "LatentKDE":
-            raise CheckpointError(f"argument 'path': '{path}' holds a {s.get('class')!r}, not a 'LatentKDE'")
-        kde = cls(s["bandwidth"], s["grid"], s.get("background", 0.0), s.get("background_std", 1.0))
-        kde.Z, kde.h = s["Z"], s["h"]
-        return kde
+# %% ../nbs/05_density.ipynb #fff0eb9d
+@patch
+def save(self: LatentKDE, path) -> Path:
+    "Atomic checkpoint of the codes and the bandwidth (invgen_lit.core.save_checkpoint)."
+    return save_checkpoint({"class": "LatentKDE", "bandwidth": self.bandwidth, "grid": self.grid,
+                            "background": self.background, "background_std": self.background_std,
+                            "h": self.h, "Z": None if self.Z is None else self.Z.cpu()}, path)
 
-    def __repr__(self) -> str:
-        fitted = f"n={self.Z.shape[0]}, d={self.Z.shape[1]}, h={self.h:.4g}" if self.Z is not None else "not fitted"
-        bg = f", background={self.background:g} x N(0, {self.background_std:g}^2 I)" if self.background else ""
-        return f"LatentKDE(bandwidth={self.bandwidth!r}{bg}; {fitted})"
+@patch(cls_method=True)
+def load(cls: LatentKDE, path) -> LatentKDE:
+    "Rebuild a LatentKDE saved by `save`; refuse checkpoints of anything else."
+    s = load_checkpoint(path)
+    if s.get("class") != "LatentKDE":
+        raise CheckpointError(f"argument 'path': '{path}' holds a {s.get('class')!r}, not a 'LatentKDE'")
+    kde = cls(s["bandwidth"], s["grid"], s.get("background", 0.0), s.get("background_std", 1.0))
+    kde.Z, kde.h = s["Z"], s["h"]
+    return kde
+
+@patch
+def __repr__(self: LatentKDE) -> str:
+    fitted = f"n={self.Z.shape[0]}, d={self.Z.shape[1]}, h={self.h:.4g}" if self.Z is not None else "not fitted"
+    bg = f", background={self.background:g} x N(0, {self.background_std:g}^2 I)" if self.background else ""
+    return f"LatentKDE(bandwidth={self.bandwidth!r}{bg}; {fitted})"
