@@ -80,6 +80,49 @@ def test_too_few_centres_is_refused_with_lemma1():
         InvGAN(6, 2, n_centres=2)
 
 
+def test_lemma1_can_fail_when_there_are_more_centres_than_outputs():
+    "K = 64 > D = 6: a non-negative W^2 of full rank D, orthogonal to V E u, and a generator flat along u give a singular metric."
+    d, D, K = 2, 6, 64
+    Z = torch.randn(5000, d, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    C, labels = kmeans_centres(Z, K)
+    lam = rbf_bandwidths(Z, C, labels)
+    z0, u = torch.tensor([[0.3, -0.2]], dtype=torch.float64), torch.tensor([0., 1.], dtype=torch.float64)
+    a = (-2 * lam * torch.exp(-lam * (z0 - C).pow(2).sum(1))) * ((z0 - C) @ u)
+    pos, neg = a.argsort(descending=True)[:D], a.argsort()[:D]
+    W2 = torch.zeros(D, K, dtype=torch.float64)
+    for i, (p, n) in enumerate(zip(pos, neg)): W2[i, p], W2[i, n] = -a[n], a[p]
+    assert torch.linalg.matrix_rank(W2) == D and (W2 >= 0).all()
+    Js = rbf_sigma_jacobian(z0, C, lam, W2.sqrt(), 1e-6)
+    Jg = torch.tensor([[[1.0, 0.0]] * D], dtype=torch.float64)           # a generator flat along u = e_2
+    ev = torch.linalg.eigvalsh(Jg.mT @ Jg + Js.mT @ Js)[0]
+    assert ev[0] < 1e-14 * ev[1]
+
+
+def test_default_centres_meet_lemma1s_proof():
+    "K defaults to min(64, D), at least d + 1: d + 1 <= K <= D wherever D allows it."
+    for D, d, K in [(6, 2, 6), (64, 32, 64), (30, 4, 30), (256, 16, 64), (2, 2, 3)]:
+        assert len(InvGAN(D, d, hidden=(4,), kmeans_samples=500).sigma.centres) == K
+    assert len(InvGAN(6, 2, n_centres=10, kmeans_samples=500).sigma.centres) == 10
+
+
+def test_each_seed_draws_its_own_W_but_the_same_centres():
+    set_seed(1); a = InvGAN(6, 2, kmeans_samples=500)
+    set_seed(2); b = InvGAN(6, 2, kmeans_samples=500)
+    set_seed(1); c = InvGAN(6, 2, kmeans_samples=500)
+    assert not torch.equal(a.sigma.W, b.sigma.W) and torch.equal(a.sigma.W, c.sigma.W)
+    assert torch.equal(a.sigma.centres, b.sigma.centres)
+
+
+def test_eq4_is_a_jensen_lower_bound(trained):
+    "E_eps log det(J_f^T J_f) <= log det M~: Eq. 4 never exceeds the Monte Carlo expected log-likelihood (beyond its error)."
+    z = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    J = exact_jacobian(trained.stacked_map(), z)
+    eps = torch.randn(4000, 1, 6, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    ld = torch.linalg.slogdet((J[:, :6] + eps * J[:, 6:]).mT @ (J[:, :6] + eps * J[:, 6:])).logabsdet
+    gap = torch.linalg.slogdet(trained.metric(z)).logabsdet - ld.mean(0)
+    assert (gap > -4 * ld.std(0) / 4000 ** 0.5).all()
+
+
 def test_sigma_is_small_near_the_prior_and_capped_far_away():
     net = RBFVariance(2, 3, n_centres=32, n_samples=2000, floor=1e-6)
     near, far = net(torch.zeros(1, 2)), net(torch.full((1, 2), 50.0))
@@ -300,3 +343,7 @@ def test_minmax_score_and_detection_report():
         detection_report(torch.rand(5), torch.zeros(5, dtype=torch.long), contamination=1.5)
     with pytest.raises(ValueError, match="is_anomaly"):
         detection_report(torch.rand(5), torch.zeros(4, dtype=torch.long))
+    own = detection_report(torch.tensor([0.1, 0.9, 0.2, 0.8, 0.3]), torch.tensor([0, 1, 0, 0, 1]), threshold=0.15)
+    assert own["precision"] == pytest.approx(0.5) and own["recall"] == pytest.approx(1.0) and own["threshold"] == 0.15
+    with pytest.raises(ValueError, match="contamination.*threshold"):
+        detection_report(torch.rand(5), torch.zeros(5, dtype=torch.long), contamination=0.2, threshold=0.5)
