@@ -74,21 +74,21 @@ def test_kdegan_leads_a_vanilla_gan_in_sample_quality():
 
 
 def test_invgan_likelihood_tracks_the_6d_ground_truth_better_than_a_flow():
-    "Ren 2020, Sec. 4.1 / Fig. 2: InvGAN's Eq. 4 ranks test points like the true log-likelihood, better than an MLE coupling flow (3,000 steps each)."
+    "Ren 2020, Sec. 4.1 / Fig. 2, notebook 20's rule and seeds: over 3 seeds, InvGAN's Eq. 4 ranks 6-D test points like the true log-density better than an MLE coupling flow of comparable size (paired Spearman difference, 95 % interval above 0; 4,000 steps x batch 64 each)."
     from scipy.stats import spearmanr
+    from invgen_lit.core import Claim, fit_replicas, greater
     from invgen_lit.data import Manifold6D
     from invgen_lit.invgan import InvGAN, RealNVP
-    m6 = Manifold6D()
-    X = m6.sample(20_000, seed=0)
+    m6, seeds = Manifold6D(), [1, 2, 3]
+    X = m6.sample(50_000, seed=0)
     X_test, Z_test = m6.sample(2000, return_z=True, seed=1)
     truth = m6.log_prob_from_z(Z_test.double()).float().numpy()
-    set_seed(0)
-    inv = InvGAN(6, 2, hidden=(64, 64)).fit(X, steps=3000, progress=False)
-    set_seed(0)
-    flow = RealNVP(6).fit(X, steps=3000, progress=False)
-    rho_inv = spearmanr(inv.log_prob(X_test).numpy(), truth).statistic
-    rho_flow = spearmanr(flow.log_prob(X_test).detach().numpy(), truth).statistic
-    assert rho_inv > 0.85 and rho_inv > rho_flow + 0.05, (rho_inv, rho_flow)
+    make = {"InvGAN": lambda: InvGAN(6, 2, hidden=(30, 30)), "RealNVP": lambda: RealNVP(6, n_layers=4, hidden=(24, 24))}
+    fits = {k: fit_replicas(mk, seeds, X, steps=4000, verbose=False) for k, mk in make.items()}
+    rho = {k: [spearmanr(m.log_prob(X_test).detach().numpy(), truth).statistic for m in ms] for k, ms in fits.items()}
+    claim = Claim("Ren 2020, Sec. 4.1 / Fig. 2", "InvGAN ranks the 6-D points like the truth better than a flow", values=rho, seeds=seeds,
+                  rule=greater("InvGAN", "RealNVP"))
+    assert claim.verdict == "holds", claim.measured()
 
 
 def test_hutchinson_trace_cost_stays_flat_while_the_exact_one_grows():
