@@ -19,7 +19,7 @@ def small():
 @pytest.fixture(scope="module")
 def fitted(small):
     set_seed(0)
-    return ITGAN(gamma=0.01, categorical=["income"], period_l=2).fit(small, steps=6, progress=False)
+    return ITGAN(gamma=0.01, categorical=["income"], period_g=3, period_l=2).fit(small, steps=6, progress=False)
 
 
 def test_sample_keeps_columns_order_and_dtypes(fitted, small):
@@ -42,6 +42,36 @@ def test_gamma_zero_never_evaluates_the_density(small):
     set_seed(0)
     m = ITGAN(gamma=0.0, categorical=["income"]).fit(small, steps=3, progress=False)
     assert "nll" not in m.history.df or m.history.df["nll"].isna().all()
+
+
+def test_defaults_follow_the_authors_schedule(small):
+    "G every iteration and the autoencoder's learning rate 2e-4 (the authors' training script); the docs budget is the measured one."
+    m = ITGAN(categorical=["income"])
+    assert m.periods == {"g": 1, "d": 1, "l": 6} and m.config["ae_lr"] == 2e-4
+    set_seed(0)
+    h = m.fit(small, steps=3, progress=False).history.df
+    assert h["g_loss"].notna().all()
+    assert ITGAN.steps_by_profile["docs"] >= 500
+
+
+def test_kinetic_regulariser_runs_at_gamma_zero(small):
+    "With kinetic > 0 the likelihood step runs every period_l steps even at gamma = 0 (the authors' setting), and moves only G."
+    set_seed(0)
+    m = ITGAN(gamma=0.0, kinetic=1.0, period_l=2, categorical=["income"]).fit(small, steps=4, progress=False)
+    assert m.history.df["nll"].notna().tolist() == [True, False, True, False]
+    set_seed(0)
+    m = ITGAN(gamma=0.0, kinetic=0.0, categorical=["income"]).fit(small, steps=1, progress=False)
+    assert "nll" not in m.history.df or m.history.df["nll"].isna().all()
+
+
+def test_ode_settings_reach_the_generator(small):
+    "ode_act, method, rtol and atol are handed to the ODE generator; a seed changes the weights."
+    set_seed(0)
+    m = ITGAN(categorical=["income"], ode_act="tanh", method="dopri5", rtol=1e-2, atol=1e-2, latent_dim=4).fit(small, steps=1, progress=False)
+    assert m.G.solver["method"] == "dopri5" and m.G.solver["rtol"] == 1e-2 and m.G.solver["atol"] == 1e-2
+    assert any(isinstance(mod, torch.nn.Tanh) for mod in m.G.modules())
+    w = [ITGAN(categorical=["income"], seed=s, latent_dim=4).fit(small, steps=0, progress=False).E.parameters().__next__() for s in (1, 2)]
+    assert not torch.equal(w[0], w[1])
 
 
 def test_density_step_moves_generator_in_the_sign_of_gamma(small):
