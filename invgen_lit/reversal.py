@@ -107,7 +107,7 @@ def _initial_codes(G, x: Tensor, z0, latent_dim, init_std: float, generator) -> 
     k = check_int(k, "latent_dim", min=1)
     return init_std * torch.randn(len(x), k, generator=generator, dtype=x.dtype, device=x.device if generator is None else "cpu").to(x.device)
 
-# %% ../nbs/10_reversal.ipynb #16cbe9ca
+# %% ../nbs/10_reversal.ipynb #bb07051f
 def _check_output(x_rec, x: Tensor):
     "G's first output must be a tensor shaped like `x`."
     if not isinstance(x_rec, Tensor) or x_rec.shape != x.shape:
@@ -123,7 +123,7 @@ def _descend(z: Tensor, g: Tensor, active: Tensor, lr: float, adam) -> None:
             frozen = z.detach()[~active].clone()
             z.grad = g; adam.step(); z[~active] = frozen
 
-# %% ../nbs/10_reversal.ipynb #d4140cc8
+# %% ../nbs/10_reversal.ipynb #ce6aa8e4
 def reverse(G: Callable[[Tensor], Tensor], x: Tensor, steps: int = 100, lr: float = 1.0, loss: str | Callable = "mse",
             z0: Tensor | None = None, stop=None, optimizer: str = "sgd", init_std: float = 1e-4,
             latent_dim: int | None = None, generator: torch.Generator | None = None) -> ReversalResult:
@@ -177,7 +177,7 @@ def reversal_codes(generate: Callable[[Tensor], Tensor], x: Tensor, latent_dim: 
 # %% ../nbs/10_reversal.ipynb #92e77e94
 PRIORS = ("kde", "normal")
 
-# %% ../nbs/10_reversal.ipynb #d4becd49
+# %% ../nbs/10_reversal.ipynb #c7243f09
 class KDEGAN(GAN):
     "Kilcher 2017, Algorithm 2: a GAN whose latent prior is a KDE over codes reversed from real data while it trains; `prior='normal'` is the vanilla GAN with the same networks."
     steps_by_profile = {"smoke": 10, "docs": 1500, "full": 20_000}
@@ -206,7 +206,7 @@ class KDEGAN(GAN):
         self.init_std = check_float(init_std, "init_std", min=0)
         self._bank = torch.zeros(0, self.latent_dim)
 
-# %% ../nbs/10_reversal.ipynb #cccf0c9b
+# %% ../nbs/10_reversal.ipynb #dae8a7e6
 # the bank of reversed codes travels in the state dict (so in checkpoints) as extra state
 def _get_extra_state(self: KDEGAN) -> dict:
     "The bank of reversed codes (on the CPU), saved in the state dict and so in checkpoints."
@@ -235,7 +235,7 @@ def _sample_latent(self: KDEGAN, n: int) -> Tensor:
 
 KDEGAN.kde, KDEGAN.sample_latent = _kde, _sample_latent
 
-# %% ../nbs/10_reversal.ipynb #d9039f03
+# %% ../nbs/10_reversal.ipynb #cbb75e8e
 def _reverse_batch(self: KDEGAN, x: Tensor, fake: Tensor) -> ReversalResult:
     "Reverse real rows `x` and generated rows `fake` (flat) together through G until MMD_u^2 of their codes passes the threshold."
     stop = MMDStop(len(x), self.mmd_threshold, min_steps=self.min_reversal_steps)
@@ -299,7 +299,7 @@ def _fit_prior(self: KDEGAN, x, steps: int | None = None) -> KDEGAN:
 KDEGAN._check_x, KDEGAN.prepare_data, KDEGAN.decode, KDEGAN.encode = _check_x, _prepare_data, _decode, _encode
 KDEGAN.log_prob, KDEGAN.typical_reversal_steps, KDEGAN.fit_prior = _log_prob, _typical_reversal_steps, _fit_prior
 
-# %% ../nbs/10_reversal.ipynb #302d5807
+# %% ../nbs/10_reversal.ipynb #16683b92
 def cluster_separation(points: Tensor, labels: Tensor) -> float:
     "Mean distance between class centroids divided by the mean distance of points to their own class centroid."
     points = check_tensor(torch.as_tensor(points), "points", ndim=2, min_rows=2).double()
