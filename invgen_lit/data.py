@@ -260,6 +260,8 @@ class ThreeMoons(CurveToy):
         and lower for k = 1."""
         return _arc(t, self.CENTERS[k], 0.0 if k != 1 else math.pi, math.pi)
 
+
+# %% ../nbs/01_data.ipynb #87cfe616
 class TwoSpirals(CurveToy):
     "Two Archimedean spiral arms r = radius * theta / theta_max, the second the mirror image (-x) of the first."
     name, n_arms = "two_spirals", 2
@@ -331,6 +333,8 @@ class Checkerboard(Toy2D):
         inside = ((ij >= 0) & (ij < self.n)).all(1) & (ij.sum(1) % 2 == 0)
         return torch.where(inside, self.log_density, -math.inf).double()[:, None]
 
+
+# %% ../nbs/01_data.ipynb #4ab893fc
 class Pinwheel(Toy2D):
     "K twisted arms in polar coordinates: log rho ~ N(log radius, radial_std^2), theta = 2 pi k/K + twist rho + angular_std eps."
     name = "pinwheel"
@@ -634,6 +638,8 @@ def _load_npy(f: Path, name: str, ncols: int | None = None) -> np.ndarray:
         raise ValueError(f"load_uci('{name}'): '{f}' should hold a {want} array with N >= 10, received shape {a.shape}")
     return a.astype(np.float64)
 
+
+# %% ../nbs/01_data.ipynb #5142ee51
 def load_uci(name: str, path) -> dict[str, Tensor]:
     "POWER, GAS, MINIBOONE or BSDS300 from MAF-format files at `path`: {'train','val','test'} float32 tensors."
     name = check_choice(str(name).lower(), "name", UCI_FILES)
@@ -693,6 +699,8 @@ def _segment(mask: np.ndarray, p0, p1, on: float = math.inf, period: float = mat
             ok = (r >= 0) & (r < H) & (c >= 0) & (c < W)
             mask[r[ok], c[ok]] = 1.0
 
+
+# %% ../nbs/01_data.ipynb #a6fd4aa1
 def _canny(u: np.ndarray, sigma: float) -> np.ndarray:
     "Canny edges: smooth, Sobel gradient, non-maximum suppression along the gradient, hysteresis (high=0.2, low=0.1 of max)."
     v = ndimage.gaussian_filter(u, sigma)
@@ -719,6 +727,8 @@ def _fractal(H: int, W: int, rng) -> np.ndarray:
     n = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(H, W))) / f))
     return (n - n.min()) / (n.max() - n.min() + 1e-12)
 
+
+# %% ../nbs/01_data.ipynb #d9f30d0d
 def _corrupt_one(u: np.ndarray, kind: str, rng) -> np.ndarray:
     "Corrupt one image `u` (C, H, W) with values in [0, 1]; the same geometry is applied to every channel."
     C, H, W = u.shape
@@ -815,6 +825,8 @@ def _like_digits(u8: Tensor, size: int) -> Tensor:
 
 _GLYPHS: list[Tensor] = []
 
+
+# %% ../nbs/01_data.ipynb #4b31a47e
 def letters(n: int, size: int = 16, seed: int = 0) -> Tensor:
     """`n` images (n, 1, size, size) in [-1, 1] of Latin letters (`LETTERS`), white on black like the digits, each under a
     random rotation (+-15 deg), scale (0.8-1.15), shear and shift; an offline stand-in for KMNIST (other characters)."""
@@ -831,6 +843,8 @@ def letters(n: int, size: int = 16, seed: int = 0) -> Tensor:
     warped = F.grid_sample(src, F.affine_grid(theta, [n, 1, 64, 64], align_corners=False), align_corners=False)
     return _like_digits(F.avg_pool2d(warped, 8), size)
 
+
+# %% ../nbs/01_data.ipynb #862827c0
 def photo_patches(n: int, size: int = 16, seed: int = 0) -> Tensor:
     """`n` grey patches (n, 1, size, size) in [-1, 1] cropped from scikit-learn's two sample photographs (china.jpg,
     flower.jpg), crop side 16-64 pixels, min-max stretched; an offline stand-in for natural textures."""
