@@ -327,7 +327,7 @@ def test_bits_per_dim_closed_forms():
     assert M.nll(torch.tensor([-1.0, -3.0])) == pytest.approx(2.0)
 
 
-def test_revised_bits_per_dim_equals_plain_for_a_flow_and_follows_seed_001():
+def test_revised_bits_per_dim_equals_plain_for_a_flow_and_follows_ren_2020():
     g = gen(21)
     D = 8
     A = randn(D, D, g=g) + 3 * torch.eye(D, dtype=torch.float64)
