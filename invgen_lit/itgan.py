@@ -454,7 +454,7 @@ class ITGAN(GenerativeModel):
     batch_size = 500
     def __init__(self, gamma: float = 0.0, latent_dim: int = 16, encoder: Sequence[int] = (256, 128),
                  critic: Sequence[int] = (256, 256), dropout: float = 0.5, ode_hidden: Sequence[int] = (128, 128),
-                 period_g: int = 1, period_d: int = 1, period_l: int = 6, kinetic: float = 0.0, gp_weight: float = 10.0,
+                 period_g: int = 1, period_d: int = 1, period_l: int = 6, kinetic: float = 0.0, jacobian: float = 0.0, gp_weight: float = 10.0,
                  lr: float = 2e-4, ae_lr: float = 2e-4, method: str = "rk4", step_size: float = 0.25, ode_act: str = "softplus",
                  rtol: float = 1e-3, atol: float = 1e-3,
                  categorical: Sequence[str] = (), continuous: Sequence[str] = (), n_modes: int = 10, seed: int = 0):
@@ -464,6 +464,7 @@ class ITGAN(GenerativeModel):
         self.periods = {"g": check_int(period_g, "period_g", min=1), "d": check_int(period_d, "period_d", min=1),
                         "l": check_int(period_l, "period_l", min=1)}
         self.kinetic, self.gp_weight = check_float(kinetic, "kinetic", min=0), check_float(gp_weight, "gp_weight", min=0)
+        self.jacobian = check_float(jacobian, "jacobian", min=0)
         check_int(n_modes, "n_modes", min=1); check_int(seed, "seed", min=0)
         for name, v in [("categorical", categorical), ("continuous", continuous)]:
             if isinstance(v, str) or not all(isinstance(c, str) for c in v):
@@ -513,11 +514,12 @@ def train_step(self: ITGAN, x: Tensor) -> dict:
         self.D.zero_grad(); opt["g"].zero_grad()
         g_loss = wgan_g_loss(self.D(self.G.decode(torch.randn_like(z))))
         g_loss.backward(); opt["g"].step(); out["g_loss"] = g_loss.detach()
-    if (self.gamma != 0 or self.kinetic > 0) and step % self.periods["l"] == 0:  # the authors regularise f even at gamma = 0
+    if (self.gamma != 0 or self.kinetic > 0 or self.jacobian > 0) and step % self.periods["l"] == 0:  # the authors regularise f even at gamma = 0
         opt["g"].zero_grad()
-        logp, ke = self.G.log_prob(h_real.detach(), return_kinetic=True)
+        logp, ke, *frob = self.G.log_prob(h_real.detach(), return_kinetic=True, return_jacobian=self.jacobian > 0)
         nll = -logp.mean()
-        (self.gamma * nll + self.kinetic * ke.mean()).backward(); opt["g"].step()
+        reg = self.kinetic * ke.mean() + (self.jacobian * frob[0].mean() if frob else 0.0)
+        (self.gamma * nll + reg).backward(); opt["g"].step()
         out["nll"] = nll.detach()
     return out
 

@@ -142,13 +142,15 @@ def basis_probes(z: Tensor) -> Tensor:
     return torch.eye(D, dtype=z.dtype, device=z.device).unsqueeze(1).expand(D, n, D)
 
 class CNFDynamics(nn.Module):
-    "Augmented dynamics of a CNF: d/dt [z, l, e] = [f(t, z), div f(t, z), ||f(t, z)||^2] (instantaneous change of variables + kinetic energy)."
+    """Augmented dynamics of a CNF: d/dt [z, l, e] = [f(t, z), div f(t, z), ||f(t, z)||^2] (instantaneous change of
+    variables + kinetic energy); with `jacobian` set, a fourth coordinate ||df/dz||_F^2 (see `_with_frobenius`)."""
     def __init__(self, func: nn.Module, divergence: str = "exact", probe: str = "rademacher"):
         super().__init__()
         self.func = func
         self.divergence = check_choice(divergence, "divergence", DIVERGENCE_METHODS)
         self.probe = check_choice(probe, "probe", PROBES)
         self.eps = None  # Hutchinson probes: fixed for a whole solve (FFJORD), so the estimate is one smooth ODE
+        self.jacobian = False  # set for one solve by ContinuousFlow.flow_with_logdet(jacobian=True)
     def forward(self, t, state):
         """Right-hand side at time `t` of `state` = (z, l, e): (f(t, z) (n, D), div f per row, ||f||^2 per row); the
         divergence exact, or Hutchinson's with the probes of `set_probes`."""
@@ -157,11 +159,25 @@ class CNFDynamics(nn.Module):
             raise RuntimeError("CNFDynamics: call `set_probes(z)` before a Hutchinson solve (the probes stay fixed for one solve)")
         # exact: tr J = sum_i e_i^T J e_i, i.e. Hutchinson's quadratic form with the D basis vectors as probes
         eps = basis_probes(z) if self.divergence == "exact" else self.eps
+        if self.jacobian: return self._with_frobenius(t, z, eps)
         f, div = divergence(lambda x: self.func(t, x), z, method="hutchinson", eps=eps)
         return f, div * len(eps) if self.divergence == "exact" else div, f.pow(2).sum(1)
     def set_probes(self, z: Tensor, generator: torch.Generator | None = None):
         "Draw the probes for the next solve (Hutchinson only; the exact divergence needs none)."
         self.eps = sample_probes(tuple(z.shape), self.probe, generator, z.dtype, z.device) if self.divergence == "hutchinson" else None
+
+# %% ../nbs/30_neural_ode.ipynb #58f4072b
+@patch
+def _with_frobenius(self: CNFDynamics, t, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(f, div f, ||f||^2, ||df/dz||_F^2) per row from the vector-Jacobian products eps_p^T df/dz: summed over the basis
+    probes (exact), averaged over Hutchinson's (unbiased)."""
+    eps = eps if eps.dim() == 3 else eps.unsqueeze(0)  # (P, n, D): P probes per row
+    with torch.enable_grad():
+        z = z if z.requires_grad else z.detach().requires_grad_(True)
+        f = self.func(t, z)
+        vjp = torch.stack([torch.autograd.grad(f, z, e, create_graph=True)[0] for e in eps])  # (P, n, D)
+    reduce = (lambda q: q.sum(0)) if self.divergence == "exact" else (lambda q: q.mean(0))
+    return f, reduce((vjp * eps).sum(-1)), f.pow(2).sum(1), reduce(vjp.pow(2).sum(-1))
 
 # %% ../nbs/30_neural_ode.ipynb #65c4b119
 class ContinuousFlow(nn.Module):
@@ -195,44 +211,49 @@ class ContinuousFlow(nn.Module):
 
 # %% ../nbs/30_neural_ode.ipynb #3420d4fe
 @patch
-def flow_with_logdet(self: ContinuousFlow, x: Tensor, divergence: str | None = None, generator=None) -> tuple[Tensor, Tensor, Tensor]:
-    "(z(0), int_0^T div f dt, int_0^T ||f||^2 dt) for data x = z(T), by one backward-in-time solve of the augmented ODE."
+def flow_with_logdet(self: ContinuousFlow, x: Tensor, divergence: str | None = None, generator=None,
+                     jacobian: bool = False) -> tuple[Tensor, ...]:
+    """(z(0), int_0^T div f dt, int_0^T ||f||^2 dt) for data x = z(T), by one backward-in-time solve of the augmented
+    ODE; with `jacobian`, also int_0^T ||df/dz||_F^2 dt (Finlay et al. 2020's second regulariser) from the same solve."""
     x = self._check(x, "x")
-    dyn = self.dynamics
-    old = dyn.divergence
-    if divergence is not None: dyn.divergence = check_choice(divergence, "divergence", DIVERGENCE_METHODS)
-    try:
-        dyn.set_probes(x, generator)
-        zero = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-        params = tuple(self.func.parameters()) if self.solver["adjoint"] else None
-        z, l, e = odesolve(dyn, (x, zero, zero), _time_grid(self.T, 0, x), adjoint_params=params, **self.solver)
-    finally:
-        dyn.divergence, dyn.eps = old, None
-    # solved backwards from T to 0: l(0) = -int_0^T div f dt and e(0) = -int_0^T ||f||^2 dt
-    return z[-1], -l[-1], -e[-1]
+    # dynamics of their own for this solve (probes, divergence, Jacobian term): the adjoint's backward pass runs them
+    # again after this call has returned, so the model's `self.dynamics` (its settings) is never modified
+    dyn = CNFDynamics(self.func, self.dynamics.divergence if divergence is None else divergence, self.dynamics.probe)
+    dyn.set_probes(x, generator)
+    dyn.jacobian = bool(jacobian)
+    zero = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+    params = tuple(self.func.parameters()) if self.solver["adjoint"] else None
+    state = (x, zero, zero, zero) if jacobian else (x, zero, zero)
+    z, *integrals = odesolve(dyn, state, _time_grid(self.T, 0, x), adjoint_params=params, **self.solver)
+    # solved backwards from T to 0: l(0) = -int_0^T div f dt, e(0) = -int_0^T ||f||^2 dt (and j(0) = -int ||df/dz||_F^2 dt)
+    return (z[-1], *(-s[-1] for s in integrals))
 
 @patch
-def log_prob(self: ContinuousFlow, x: Tensor, divergence: str | None = None, generator=None, return_kinetic: bool = False):
-    "Per-row log p(x) (exact if the divergence is exact; an unbiased estimate with Hutchinson); optionally the kinetic energy."
-    z, int_div, kinetic = self.flow_with_logdet(x, divergence, generator)
+def log_prob(self: ContinuousFlow, x: Tensor, divergence: str | None = None, generator=None, return_kinetic: bool = False,
+             return_jacobian: bool = False):
+    """Per-row log p(x) (exact if the divergence is exact; an unbiased estimate with Hutchinson); optionally followed by
+    the kinetic energy and the integrated squared Frobenius norm of the field's Jacobian, in that order."""
+    z, int_div, kinetic, *frobenius = self.flow_with_logdet(x, divergence, generator, jacobian=return_jacobian)
     logp = standard_normal_log_prob(z) - int_div
-    return (logp, kinetic) if return_kinetic else logp
+    extra = [kinetic] * return_kinetic + frobenius
+    return (logp, *extra) if extra else logp
 
 # %% ../nbs/30_neural_ode.ipynb #39f3dc1c
 class CNF(GenerativeModel):
-    """FFJORD-style continuous normalizing flow trained by maximum likelihood (plus an optional kinetic-energy
-    regulariser `kinetic` * E int ||f||^2 dt). `log_prob` is exact when `divergence='exact'` (evaluation default for D <= 16)."""
+    """FFJORD-style continuous normalizing flow trained by maximum likelihood (plus the optional regularisers of Finlay
+    et al. 2020: `kinetic` * E int ||f||^2 dt and `jacobian` * E int ||df/dz||_F^2 dt). `log_prob` is exact when `divergence='exact'` (evaluation default for D <= 16)."""
     steps_by_profile = {"smoke": 20, "docs": 1000, "full": 10000}
     batch_size = 512
 
     def __init__(self, data_shape=2, hidden: Sequence[int] = (64, 64, 64), T: float = 1.0, act: str = "softplus",
                  time_embedding: str = "identity", divergence: str = "exact", probe: str = "rademacher",
                  method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5, step_size: float | None = None,
-                 max_steps: int = 10_000, adjoint: bool = False, kinetic: float = 0.0, lr: float = 1e-3):
+                 max_steps: int = 10_000, adjoint: bool = False, kinetic: float = 0.0, jacobian: float = 0.0,
+                 lr: float = 1e-3):
         super().__init__()
         shape = check_vector_shape(data_shape, "a CNF here")
         self.data_shape, self.dim = shape, shape[0]
-        self.kinetic = check_float(kinetic, "kinetic", min=0)
+        self.kinetic, self.jacobian = check_float(kinetic, "kinetic", min=0), check_float(jacobian, "jacobian", min=0)
         self.flow = ContinuousFlow(self.dim, hidden, T, act, time_embedding, divergence, probe, method, rtol, atol,
                                    step_size, max_steps, adjoint)
         self.optimizers = {"adam": torch.optim.Adam(self.flow.parameters(), lr=check_float(lr, "lr", min=0, strict=True))}
@@ -280,11 +301,14 @@ def prepare_data(self: CNF, x):
 @patch
 def train_step(self: CNF, x: Tensor) -> dict:
     """One Adam step on the mean negative log-likelihood (the model's divergence: exact, or a Hutchinson estimate) plus
-    `kinetic` times the mean kinetic energy; returns nll, kinetic and the step's function evaluations."""
+    `kinetic` times the mean kinetic energy (and `jacobian` times the mean integrated ||df/dz||_F^2 when it is > 0);
+    returns nll, kinetic (and jacobian) and the step's function evaluations."""
     nfe0 = self.nfe
-    logp, kinetic = self.flow.log_prob(x, return_kinetic=True)
+    logp, kinetic, *frobenius = self.flow.log_prob(x, return_kinetic=True, return_jacobian=self.jacobian > 0)
     nll, ke = -logp.mean(), kinetic.mean()
     loss = nll + self.kinetic * ke if self.kinetic else nll
+    if frobenius: loss = loss + self.jacobian * frobenius[0].mean()
     opt = self.optimizers["adam"]
     opt.zero_grad(); loss.backward(); opt.step()
-    return {"nll": nll.detach(), "kinetic": ke.detach(), "nfe": self.nfe - nfe0}
+    return {"nll": nll.detach(), "kinetic": ke.detach(), "nfe": self.nfe - nfe0} | (
+        {"jacobian": frobenius[0].mean().detach()} if frobenius else {})

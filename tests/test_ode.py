@@ -149,6 +149,42 @@ def test_kinetic_term_enters_the_loss():
     assert losses[1.0] > losses[0.0]
 
 
+def test_jacobian_term_is_the_integrated_frobenius_norm():
+    "The fourth coordinate integrates ||df/dz||_F^2 along the path: against a trapezoid sum of autograd Jacobians."
+    set_seed(0)
+    flow = ContinuousFlow(2, hidden=(16, 16), method="rk4", step_size=0.01).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    logp, ke, frob = flow.log_prob(x, return_kinetic=True, return_jacobian=True)
+    assert torch.allclose(logp, flow.log_prob(x)) and torch.allclose(ke, flow.log_prob(x, return_kinetic=True)[1])
+    ts = torch.linspace(1.0, 0.0, 101, dtype=torch.float64)
+    path = odesolve(flow.func, x, ts, method="rk4", step_size=0.01)
+    sq = []
+    for t, z in zip(ts, path):
+        z = z.detach().requires_grad_(True)
+        f = flow.func(t, z)
+        J = torch.stack([torch.autograd.grad(f[:, k].sum(), z, retain_graph=True)[0] for k in range(2)], 1)
+        sq.append(J.pow(2).sum((1, 2)))
+    trapezoid = torch.trapezoid(torch.stack(sq), dx=0.01, dim=0)
+    assert torch.allclose(frob.detach(), trapezoid, rtol=1e-3)
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_adjoint_training_step_with_both_regularisers(divergence):
+    "The adjoint's backward pass re-runs the augmented dynamics after log_prob returned: probes and the Jacobian term must survive."
+    x = torch.randn(32, 2, dtype=torch.float64)
+    grads = []
+    for adjoint in (False, True):
+        set_seed(0)
+        m = CNF(2, hidden=(8,), method="rk4", step_size=0.25, divergence=divergence, adjoint=adjoint, kinetic=0.5, jacobian=0.5).double()
+        g = torch.Generator().manual_seed(1)
+        logp, ke, frob = m.flow.log_prob(x, generator=g, return_kinetic=True, return_jacobian=True)
+        (-logp.mean() + 0.5 * ke.mean() + 0.5 * frob.mean()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
+    assert ((grads[0] - grads[1]).abs().max() / grads[0].abs().max()) < 1e-3
+    out = m.train_step(x)
+    assert {"nll", "kinetic", "jacobian", "nfe"} <= set(out)
+
+
 def test_cnf_save_load_and_dtype(tmp_path):
     set_seed(0)
     m = CNF(2, hidden=(8,), method="rk4", step_size=0.5).fit(torch.randn(100, 2), steps=3, progress=False)
@@ -163,7 +199,7 @@ def test_cnf_save_load_and_dtype(tmp_path):
 
 @pytest.mark.parametrize("kw, err, match", [
     (dict(data_shape=(1, 4, 4)), ValueError, "flatten"), (dict(method="rk4", step_size=None), ValueError, "step_size"),
-    (dict(kinetic=-1.0), ValueError, "kinetic"), (dict(divergence="approx"), ValueError, "divergence"),
+    (dict(kinetic=-1.0), ValueError, "kinetic"), (dict(jacobian=-1.0), ValueError, "jacobian"), (dict(divergence="approx"), ValueError, "divergence"),
     (dict(probe="uniform"), ValueError, "probe"), (dict(T=0.0), ValueError, "'T'")])
 def test_cnf_bad_constructor_arguments(kw, err, match):
     kw = {"data_shape": 2, **kw}
