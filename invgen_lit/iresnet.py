@@ -213,8 +213,8 @@ class InvertibleResNet(nn.Module):
 class IResNet(GenerativeModel):
     """Unconditional flow of invertible residual blocks trained by maximum likelihood: log p(x) = log N(F(x); 0, I)
     + sum_l log|det J_{F_l}|. Invertible by spectral normalisation (`lipschitz=c < 1`) or by the transport (W2)
-    penalty `gamma * sum_l ||f_l(x_l)||^2` of Xu 2022a, or both. gamma = 10 is the smallest of {0.1, 1, 10} that kept
-    10 blocks invertible on the 2-D toys at 3,000 steps (notebook 40, section 5). `logdet` defaults to exact for D <= 16."""
+    penalty `gamma * sum_l ||f_l(x_l)||^2` of Xu 2022a, or both. The default gamma = 10 is the value of {0.1, 1, 10}
+    at which notebook 40 (section 5.2) finds the 2-D toy flows invertible; smaller gammas let blocks fold the plane. `logdet` defaults to exact for D <= 16."""
     steps_by_profile = {"smoke": 20, "docs": 2000, "full": 20000}
     batch_size = 256
     batched_replicas = True    # with `lipschitz`, spectral normalisation's power iteration has no grouped form (processes then)
