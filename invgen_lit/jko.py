@@ -10,6 +10,7 @@ import math
 from typing import Callable, Iterable, Sequence
 
 import torch
+from fastcore.basics import patch
 from torch import nn, Tensor
 
 from .core import (Batches, Callback, GenerativeModel, NaNGuard, ProgressBar, Recorder,
@@ -118,7 +119,7 @@ def even_w2_intervals(h: Sequence[float], w2: Sequence[float]) -> list[float]:
     new_t.append(float(t[-1]))
     return [b - a for a, b in zip(new_t[:-1], new_t[1:])]
 
-# %% ../nbs/42_jko.ipynb #3e00049e
+# %% ../nbs/42_jko.ipynb #b0325d4b
 class JKOFlow(GenerativeModel):
     """JKO-iFlow (Xu, Cheng and Xie 2022b): a continuous normalizing flow trained one block at a time.
     Block k is a neural ODE on [t_k, t_k + h_k] trained on the data pushed through blocks 1..k-1 by the step-wise
@@ -126,6 +127,8 @@ class JKOFlow(GenerativeModel):
     blocks in a row move the data less than `tol` (mean squared displacement per dimension), or `max_blocks` are trained.
     `fit(X, steps_per_block=...)` gives every block that budget of optimiser steps (default: the profile's); `fit(X, steps=...)`
     is a total budget, spent `steps // max_blocks` (at least 1) per block until it runs out.
+    `h` is one step size for every block or a schedule h_1, h_2, ... (the last entry repeats beyond its end); `block_steps`
+    fixes the RK4 steps per block in training (the authors use 3), otherwise they follow `step_size`.
     Blocks train with RK4 steps of `step_size` and are evaluated (push, encode, decode, log_prob) with the finer
     `eval_step_size`; `log_prob` uses the exact divergence."""
     steps_per_block_by_profile = {"smoke": 15, "docs": 150, "full": 1000}
@@ -133,14 +136,19 @@ class JKOFlow(GenerativeModel):
     log_prob_kind = "exact"     # a normalised density in data space, exact divergence
     batch_size = 512
 
-    def __init__(self, data_shape=2, hidden: Sequence[int] = (64, 64), h: float = 1.0, max_blocks: int = 8,
+    def __init__(self, data_shape=2, hidden: Sequence[int] = (64, 64), h: float | Sequence[float] = 1.0, max_blocks: int = 8,
                  tol: float = 1e-3, step_size: float = 0.5, eval_step_size: float = 0.0625, act: str = "softplus",
-                 divergence: str = "exact", lr: float = 5e-3, warm_start: bool = True, patience: int = 2):
+                 divergence: str = "exact", lr: float = 5e-3, warm_start: bool = True, patience: int = 2,
+                 block_steps: int | None = None):
         super().__init__()
         shape = check_vector_shape(data_shape, "JKOFlow")
         self.data_shape, self.dim = shape, shape[0]
         self.hidden, self.act = tuple(hidden), act
-        self.h = check_float(h, "h", min=0, strict=True)
+        if isinstance(h, (list, tuple)):
+            if not h: raise ValueError("argument 'h': expected a step size or a non-empty list of them, received []")
+            self.h = tuple(check_float(v, f"h[{i}]", min=0, strict=True) for i, v in enumerate(h))
+        else: self.h = check_float(h, "h", min=0, strict=True)
+        self.block_steps = None if block_steps is None else check_int(block_steps, "block_steps", min=1)
         self.max_blocks = check_int(max_blocks, "max_blocks", min=1)
         self.tol = check_float(tol, "tol", min=0)
         self.step_size = check_float(step_size, "step_size", min=0, strict=True)
@@ -155,214 +163,249 @@ class JKOFlow(GenerativeModel):
         self.batches_: list[int] = []     # mini-batches spent per block (all training phases)
         self._current: int | None = None
 
-    # ---- structure -------------------------------------------------------------------------------------------
-    @property
-    def n_blocks_(self) -> int:
-        "The number of blocks (chosen by the stopping rule in `fit`, doubled by `refine`)."
-        return len(self.blocks)
+# %% ../nbs/42_jko.ipynb #62f4d59e
+@patch(as_prop=True)
+def n_blocks_(self: JKOFlow) -> int:
+    "The number of blocks (chosen by the stopping rule in `fit`, doubled by `refine`)."
+    return len(self.blocks)
 
-    @property
-    def intervals(self) -> list[tuple[float, float]]:
-        "(t_k, h_k) of every block."
-        return [(b.t0, b.h) for b in self.blocks]
+@patch(as_prop=True)
+def intervals(self: JKOFlow) -> list[tuple[float, float]]:
+    "(t_k, h_k) of every block."
+    return [(b.t0, b.h) for b in self.blocks]
 
-    def _new_block(self, t0: float, h: float) -> JKOBlock:
-        "A fresh block on [t0, t0 + h] with the model's network and RK4 step sizes, in eval mode."
-        return JKOBlock(self.dim, self.hidden, t0, h, _rk4_steps(h, self.step_size), self.act, self.divergence,
-                        eval_steps=2 * _rk4_steps(h / 2, self.eval_step_size)).to(self.device).eval()
+@patch
+def block_h(self: JKOFlow, k: int) -> float:
+    "The step size h_k of block k (0-based): the constant `h`, or the schedule's entry (its last one beyond its end)."
+    return self.h if isinstance(self.h, float) else self.h[min(k, len(self.h) - 1)]
 
-    def _x(self, x, name: str = "x") -> Tensor:
-        x = check_tensor(x, name, ndim=2, shape=(None, self.dim))
-        return x.to(self.device, next(self.parameters()).dtype if self.n_blocks_ else x.dtype)
+@patch
+def _train_steps(self: JKOFlow, h: float) -> int:
+    "RK4 steps of a block of length h in training: `block_steps`, or as many as `step_size` needs."
+    return self.block_steps or _rk4_steps(h, self.step_size)
 
-    def _need_blocks(self, what: str):
-        if not self.n_blocks_:
-            raise RuntimeError(f"JKOFlow.{what}: the model has no trained blocks yet; call fit(X) first")
+@patch
+def _new_block(self: JKOFlow, t0: float, h: float) -> JKOBlock:
+    "A fresh block on [t0, t0 + h] with the model's network and RK4 step sizes, in eval mode."
+    return JKOBlock(self.dim, self.hidden, t0, h, self._train_steps(h), self.act, self.divergence,
+                    eval_steps=2 * _rk4_steps(h / 2, self.eval_step_size)).to(self.device).eval()
 
-    def _run(self, k: int, fn: Callable):
-        "Run `fn` for block k (1-based in messages), naming the block if its ODE solve fails."
-        try:
-            return fn()
-        except ODESolveError as e:
-            raise ODESolveError(f"JKOFlow block {k + 1} of {self.n_blocks_} (t in [{self.blocks[k].t0:.4g}, "
-                                f"{self.blocks[k].t1:.4g}]): {e}") from e
+@patch
+def _x(self: JKOFlow, x, name: str = "x") -> Tensor:
+    x = check_tensor(x, name, ndim=2, shape=(None, self.dim))
+    return x.to(self.device, next(self.parameters()).dtype if self.n_blocks_ else x.dtype)
 
-    @torch.no_grad()
-    def _push_block(self, k: int, x: Tensor, chunk: int = 8192) -> Tensor:
-        "Rows of x pushed through block k alone, without a graph, in chunks."
-        return torch.cat([self._run(k, lambda c=c: self.blocks[k](c)) for c in x.split(chunk)])
+@patch
+def _need_blocks(self: JKOFlow, what: str):
+    if not self.n_blocks_:
+        raise RuntimeError(f"JKOFlow.{what}: the model has no trained blocks yet; call fit(X) first")
 
-    @torch.no_grad()
-    def push(self, x: Tensor, upto: int | None = None) -> Tensor:
-        "Data pushed through blocks 1..`upto` (default all) once, without a graph."
-        x = self._x(x)
-        for k in range(self.n_blocks_ if upto is None else check_int(upto, "upto", min=0, max=self.n_blocks_)):
-            x = self._push_block(k, x)
-        return x
+# %% ../nbs/42_jko.ipynb #c1e86ce9
+@patch
+def _run(self: JKOFlow, k: int, fn: Callable):
+    "Run `fn` for block k (1-based in messages), naming the block if its ODE solve fails."
+    try:
+        return fn()
+    except ODESolveError as e:
+        raise ODESolveError(f"JKOFlow block {k + 1} of {self.n_blocks_} (t in [{self.blocks[k].t0:.4g}, "
+                            f"{self.blocks[k].t1:.4g}]): {e}") from e
 
-    # ---- training --------------------------------------------------------------------------------------------
-    def prepare_data(self, x):
-        "Check `x` for `fit`: shape (n, dim) with at least 2 rows."
-        return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
+@patch
+@torch.no_grad()
+def _push_block(self: JKOFlow, k: int, x: Tensor, chunk: int = 8192) -> Tensor:
+    "Rows of x pushed through block k alone, without a graph, in chunks."
+    return torch.cat([self._run(k, lambda c=c: self.blocks[k](c)) for c in x.split(chunk)])
 
-    def train_step(self, x: Tensor) -> dict:
-        "One Adam step of the current block on its step-wise JKO objective."
-        k = self._current
-        if k is None: raise RuntimeError("JKOFlow.train_step: no block is being trained; use fit(X)")
-        block = self.blocks[k]
-        x1, int_div, _ = self._run(k, lambda: block.flow_with_div(x))
-        terms = {n: v.mean() for n, v in jko_objective_terms(x, x1, int_div, block.h).items()}
-        opt = self.optimizers["adam"]
-        opt.zero_grad(); terms["loss"].backward(); opt.step()
-        return {**{n: v.detach() for n, v in terms.items()}, "block": k + 1}
+@patch
+@torch.no_grad()
+def push(self: JKOFlow, x: Tensor, upto: int | None = None) -> Tensor:
+    "Data pushed through blocks 1..`upto` (default all) once, without a graph."
+    x = self._x(x)
+    for k in range(self.n_blocks_ if upto is None else check_int(upto, "upto", min=0, max=self.n_blocks_)):
+        x = self._push_block(k, x)
+    return x
 
-    def _train_block(self, k: int, xk: Tensor, steps: int, callbacks, progress: bool, batch_size, seed: int) -> Tensor:
-        "Train block k on the pushed data xk for `steps` mini-batches; return xk pushed through the trained block."
-        self._current = k
-        for i, b in enumerate(self.blocks): b.requires_grad_(i == k)  # only the current block keeps a graph
-        self.optimizers = {"adam": torch.optim.Adam(self.blocks[k].parameters(), lr=self.lr)}
-        batches = Batches(xk, batch_size=batch_size or self.batch_size, seed=seed + k)
-        cbs = [NaNGuard(), Recorder(), *callbacks] + ([ProgressBar(desc=f"block {k + 1}")] if progress else [])
-        self.train()
-        TrainLoop(self, lambda step: self.train_step(*next(batches)), steps, cbs, batches).run()
-        self.eval(); self._current = None
-        self.blocks[k].requires_grad_(False)
-        if len(self.batches_) <= k: self.batches_.append(0)
-        self.batches_[k] += steps
-        return self._push_block(k, xk)
+# %% ../nbs/42_jko.ipynb #24da602f
+@patch
+def prepare_data(self: JKOFlow, x):
+    "Check `x` for `fit`: shape (n, dim) with at least 2 rows."
+    return (check_tensor(x, "x", ndim=2, shape=(None, self.dim), min_rows=2),)
 
-    def fit(self, x, steps: int | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
-            batch_size: int | None = None, seed: int = 0, device=None, steps_per_block: int | None = None):
-        """Train from scratch block after block, `steps_per_block` optimiser steps each (default: the profile's; or a total
-        budget `steps`, spent `steps // max_blocks` per block, at least 1, until it runs out), pushing the training data
-        through each finished block once; stop after `patience` blocks in a row whose W2^2 movement per dimension is below
-        `tol`, or at `max_blocks`. Returns `self`."""
-        (x,) = self.prepare_data(*self._fit_inputs((x,)))
-        if steps is not None and steps_per_block is not None:
-            raise TypeError("JKOFlow.fit: give the total budget 'steps' or the budget 'steps_per_block', not both")
-        total = None if steps is None else check_int(steps, "steps", min=1)
-        steps = (by_profile(**self.steps_per_block_by_profile) if steps_per_block is None and total is None else
-                 check_int(steps_per_block, "steps_per_block", min=1) if total is None else max(1, total // self.max_blocks))
-        dev = torch.device(device) if device is not None else get_device()
-        self.blocks = nn.ModuleList().to(dev)
-        self.w2_, self.batches_ = [], []
-        xk, t, small = x.to(dev), 0.0, 0
-        for k in range(self.max_blocks):
-            if total is not None and k * steps >= total: break       # the total budget is spent
-            self.blocks.append(self._new_block(t, self.h).to(dev))
-            if self.warm_start and k:  # start from the previous block's field: the next JKO step moves in a similar way
-                self.blocks[k].func.load_state_dict(self.blocks[k - 1].func.state_dict())
-            xk1 = self._train_block(k, xk, steps, callbacks, progress, batch_size, seed)
-            self.w2_.append(float((xk1 - xk).pow(2).sum(1).mean()))
-            xk, t = xk1, t + self.h
-            small = small + 1 if self.w2_[-1] / self.dim < self.tol else 0
-            if small >= self.patience: break
-        return self
+@patch
+def train_step(self: JKOFlow, x: Tensor) -> dict:
+    "One Adam step of the current block on its step-wise JKO objective."
+    k = self._current
+    if k is None: raise RuntimeError("JKOFlow.train_step: no block is being trained; use fit(X)")
+    block = self.blocks[k]
+    x1, int_div, _ = self._run(k, lambda: block.flow_with_div(x))
+    terms = {n: v.mean() for n, v in jko_objective_terms(x, x1, int_div, block.h).items()}
+    opt = self.optimizers["adam"]
+    opt.zero_grad(); terms["loss"].backward(); opt.step()
+    return {**{n: v.detach() for n, v in terms.items()}, "block": k + 1}
 
-    # ---- reparametrisation and refinement ---------------------------------------------------------------------
-    @torch.no_grad()
-    def w2_per_block(self, x: Tensor) -> list[float]:
-        "E||x(t_{k+1}) - x(t_k)||^2 of every block on the rows of x (a coupling, so an upper bound on W2^2(p_k, p_{k+1}))."
-        self._need_blocks("w2_per_block")
-        xk, out = self._x(x), []
-        for k in range(self.n_blocks_):
-            xk1 = self._run(k, lambda: self.blocks[k](xk))
-            out.append(float((xk1 - xk).pow(2).sum(1).mean())); xk = xk1
-        return out
+@patch
+def _train_block(self: JKOFlow, k: int, xk: Tensor, steps: int, callbacks, progress: bool, batch_size, seed: int) -> Tensor:
+    "Train block k on the pushed data xk for `steps` mini-batches; return xk pushed through the trained block."
+    self._current = k
+    for i, b in enumerate(self.blocks): b.requires_grad_(i == k)  # only the current block keeps a graph
+    self.optimizers = {"adam": torch.optim.Adam(self.blocks[k].parameters(), lr=self.lr)}
+    batches = Batches(xk, batch_size=batch_size or self.batch_size, seed=seed + k)
+    cbs = [NaNGuard(), Recorder(), *callbacks] + ([ProgressBar(desc=f"block {k + 1}")] if progress else [])
+    self.train()
+    TrainLoop(self, lambda step: self.train_step(*next(batches)), steps, cbs, batches).run()
+    self.eval(); self._current = None
+    self.blocks[k].requires_grad_(False)
+    if len(self.batches_) <= k: self.batches_.append(0)
+    self.batches_[k] += steps
+    return self._push_block(k, xk)
 
-    def _retrain_all(self, x: Tensor, steps: int, progress: bool, batch_size, seed: int):
-        xk = self._x(x)
-        self.w2_ = []
-        for k in range(self.n_blocks_):
-            xk1 = self._train_block(k, xk, steps, (), progress, batch_size, seed) if steps else self._push_block(k, xk)
-            self.w2_.append(float((xk1 - xk).pow(2).sum(1).mean())); xk = xk1
+# %% ../nbs/42_jko.ipynb #22d1523d
+@patch
+def fit(self: JKOFlow, x, steps: int | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
+        batch_size: int | None = None, seed: int = 0, device=None, steps_per_block: int | None = None):
+    """Train from scratch block after block, `steps_per_block` optimiser steps each (default: the profile's; or a total
+    budget `steps`, spent `steps // max_blocks` per block, at least 1, until it runs out), pushing the training data
+    through each finished block once; stop after `patience` blocks in a row whose W2^2 movement per dimension is below
+    `tol`, or at `max_blocks`. Returns `self`."""
+    (x,) = self.prepare_data(*self._fit_inputs((x,)))
+    if steps is not None and steps_per_block is not None:
+        raise TypeError("JKOFlow.fit: give the total budget 'steps' or the budget 'steps_per_block', not both")
+    total = None if steps is None else check_int(steps, "steps", min=1)
+    steps = (by_profile(**self.steps_per_block_by_profile) if steps_per_block is None and total is None else
+             check_int(steps_per_block, "steps_per_block", min=1) if total is None else max(1, total // self.max_blocks))
+    dev = torch.device(device) if device is not None else get_device()
+    self.blocks = nn.ModuleList().to(dev)
+    self.w2_, self.batches_ = [], []
+    xk, t, small = x.to(dev), 0.0, 0
+    for k in range(self.max_blocks):
+        if total is not None and k * steps >= total: break       # the total budget is spent
+        hk = self.block_h(k)
+        self.blocks.append(self._new_block(t, hk).to(dev))
+        if self.warm_start and k:  # start from the previous block's field: the next JKO step moves in a similar way
+            self.blocks[k].func.load_state_dict(self.blocks[k - 1].func.state_dict())
+        xk1 = self._train_block(k, xk, steps, callbacks, progress, batch_size, seed)
+        self.w2_.append(float((xk1 - xk).pow(2).sum(1).mean()))
+        xk, t = xk1, t + hk
+        small = small + 1 if self.w2_[-1] / self.dim < self.tol else 0
+        if small >= self.patience: break
+    return self
 
-    def reparametrize(self, x, steps_per_block: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
-        """Move the block boundaries (total time kept) so that each block has an even share of the W2 distance measured
-        on `x` (`even_w2_intervals`), then retrain every block in order on its new interval, warm-started from its
-        weights, `steps_per_block` optimiser steps each (default: the profile's)."""
-        self._need_blocks("reparametrize")
-        (x,) = self.prepare_data(x)
-        steps = by_profile(**self.steps_per_block_by_profile) if steps_per_block is None else check_int(steps_per_block, "steps_per_block", min=0)
-        new_h = even_w2_intervals([b.h for b in self.blocks], self.w2_per_block(x))
-        t = 0.0
-        for b, h in zip(self.blocks, new_h):
-            b.t0, b.h, b.n_steps, b.eval_steps = t, h, _rk4_steps(h, self.step_size), 2 * _rk4_steps(h / 2, self.eval_step_size); t += h
-        self._retrain_all(x, steps, progress, batch_size, seed)
-        return self
+# %% ../nbs/42_jko.ipynb #9f21fdea
+@patch
+@torch.no_grad()
+def w2_per_block(self: JKOFlow, x: Tensor) -> list[float]:
+    "E||x(t_{k+1}) - x(t_k)||^2 of every block on the rows of x (a coupling, so an upper bound on W2^2(p_k, p_{k+1}))."
+    self._need_blocks("w2_per_block")
+    xk, out = self._x(x), []
+    for k in range(self.n_blocks_):
+        xk1 = self._run(k, lambda: self.blocks[k](xk))
+        out.append(float((xk1 - xk).pow(2).sum(1).mean())); xk = xk1
+    return out
 
-    def refine(self, x, steps_per_block: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
-        """Double the blocks: every block on [t_k, t_k + h_k] becomes two blocks on the halves, both copies of it (so
-        before retraining the flow is the same map when its evaluation RK4 step count is even, as `fit` makes it), then each new block is trained
-        on its JKO objective with step h_k / 2 for `steps_per_block` optimiser steps (0: interpolation only)."""
-        self._need_blocks("refine")
-        (x,) = self.prepare_data(x)
-        steps = by_profile(**self.steps_per_block_by_profile) if steps_per_block is None else check_int(steps_per_block, "steps_per_block", min=0)
-        new = nn.ModuleList()
-        for b in self.blocks:
-            for half in range(2):
-                c = copy.deepcopy(b)
-                c.h = b.h / 2; c.t0 = b.t0 + half * c.h
-                c.n_steps = _rk4_steps(c.h, self.step_size)
-                c.eval_steps = b.eval_steps // 2 if b.eval_steps % 2 == 0 else _rk4_steps(c.h, self.eval_step_size)
-                new.append(c)
-        # the mini-batches already spent stay with the first half, so their total is not double-counted
-        self.blocks, self.batches_ = new, [n for b in self.batches_ for n in (b, 0)]
-        self._retrain_all(x, steps, progress, batch_size, seed)
-        return self
+@patch
+def _retrain_all(self: JKOFlow, x: Tensor, steps: int, progress: bool, batch_size, seed: int):
+    xk = self._x(x)
+    self.w2_ = []
+    for k in range(self.n_blocks_):
+        xk1 = self._train_block(k, xk, steps, (), progress, batch_size, seed) if steps else self._push_block(k, xk)
+        self.w2_.append(float((xk1 - xk).pow(2).sum(1).mean())); xk = xk1
 
-    # ---- the flow --------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        "Data to latent: through blocks 1..L forwards in time."
-        self._need_blocks("encode")
-        return self.push(x)
+@patch
+def reparametrize(self: JKOFlow, x, steps_per_block: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
+    """Move the block boundaries (total time kept) so that each block has an even share of the W2 distance measured
+    on `x` (`even_w2_intervals`), then retrain every block in order on its new interval, warm-started from its
+    weights, `steps_per_block` optimiser steps each (default: the profile's)."""
+    self._need_blocks("reparametrize")
+    (x,) = self.prepare_data(x)
+    steps = by_profile(**self.steps_per_block_by_profile) if steps_per_block is None else check_int(steps_per_block, "steps_per_block", min=0)
+    new_h = even_w2_intervals([b.h for b in self.blocks], self.w2_per_block(x))
+    t = 0.0
+    for b, h in zip(self.blocks, new_h):
+        b.t0, b.h, b.n_steps, b.eval_steps = t, h, self._train_steps(h), 2 * _rk4_steps(h / 2, self.eval_step_size); t += h
+    self._retrain_all(x, steps, progress, batch_size, seed)
+    return self
 
-    @torch.no_grad()
-    def decode(self, z: Tensor) -> Tensor:
-        "Latent to data: through blocks L..1, each solved backwards in time."
-        self._need_blocks("decode")
-        z = self._x(z, "z")
-        for k in reversed(range(self.n_blocks_)):
-            z = self._run(k, lambda: self.blocks[k].inverse(z))
-        return z
+# %% ../nbs/42_jko.ipynb #9dba8b25
+@patch
+def refine(self: JKOFlow, x, steps_per_block: int | None = None, progress: bool = True, batch_size: int | None = None, seed: int = 0):
+    """Double the blocks: every block on [t_k, t_k + h_k] becomes two blocks on the halves, both copies of it (so
+    before retraining the flow is the same map when its evaluation RK4 step count is even, as `fit` makes it), then each new block is trained
+    on its JKO objective with step h_k / 2 for `steps_per_block` optimiser steps (0: interpolation only)."""
+    self._need_blocks("refine")
+    (x,) = self.prepare_data(x)
+    steps = by_profile(**self.steps_per_block_by_profile) if steps_per_block is None else check_int(steps_per_block, "steps_per_block", min=0)
+    new = nn.ModuleList()
+    for b in self.blocks:
+        for half in range(2):
+            c = copy.deepcopy(b)
+            c.h = b.h / 2; c.t0 = b.t0 + half * c.h
+            c.n_steps = self._train_steps(c.h)
+            c.eval_steps = b.eval_steps // 2 if b.eval_steps % 2 == 0 else _rk4_steps(c.h, self.eval_step_size)
+            new.append(c)
+    # the mini-batches already spent stay with the first half, so their total is not double-counted
+    self.blocks, self.batches_ = new, [n for b in self.batches_ for n in (b, 0)]
+    self._retrain_all(x, steps, progress, batch_size, seed)
+    return self
 
-    def sample(self, n: int) -> Tensor:
-        "n draws: decode standard-normal codes."
-        self._need_blocks("sample")
-        return self.decode(torch.randn(check_int(n, "n", min=1), self.dim, device=self.device))
+# %% ../nbs/42_jko.ipynb #47ce83cf
+@patch
+@torch.no_grad()
+def encode(self: JKOFlow, x: Tensor) -> Tensor:
+    "Data to latent: through blocks 1..L forwards in time."
+    self._need_blocks("encode")
+    return self.push(x)
 
-    @torch.no_grad()
-    def log_prob(self, x: Tensor) -> Tensor:
-        "Per-row log p(x) = log N(x(t_L); 0, I) + sum_k int div f_k ds (exact divergence, the model's RK4 map)."
-        self._need_blocks("log_prob")
-        xk = self._x(x)
-        total = torch.zeros(len(xk), dtype=xk.dtype, device=xk.device)
-        old = [b.dynamics.divergence for b in self.blocks]
-        try:
-            for k, b in enumerate(self.blocks):
-                b.dynamics.divergence = "exact"
-                xk, int_div, _ = self._run(k, lambda: b.flow_with_div(xk))
-                total = total + int_div
-        finally:
-            for b, d in zip(self.blocks, old): b.dynamics.divergence = d
-        return standard_normal_log_prob(xk) + total
+@patch
+@torch.no_grad()
+def decode(self: JKOFlow, z: Tensor) -> Tensor:
+    "Latent to data: through blocks L..1, each solved backwards in time."
+    self._need_blocks("decode")
+    z = self._x(z, "z")
+    for k in reversed(range(self.n_blocks_)):
+        z = self._run(k, lambda: self.blocks[k].inverse(z))
+    return z
 
-    # ---- checkpoints: GenerativeModel.save / load, with the blocks' intervals as extra state --------------------
-    def get_extra_state(self) -> dict:
-        "Block intervals and RK4 step counts (so `load` rebuilds as many blocks as `fit` chose), movements, mini-batches."
-        return {"blocks": [[b.t0, b.h, b.n_steps, b.eval_steps] for b in self.blocks],
-                "w2": list(self.w2_), "batches": list(self.batches_)}
+@patch
+def sample(self: JKOFlow, n: int) -> Tensor:
+    "n draws: decode standard-normal codes."
+    self._need_blocks("sample")
+    return self.decode(torch.randn(check_int(n, "n", min=1), self.dim, device=self.device))
 
-    def set_extra_state(self, state: dict):
-        "Restore the per-block movements `w2_` and mini-batch counts `batches_` (`load_state_dict` rebuilds the blocks)."
-        self.w2_, self.batches_ = [float(v) for v in state["w2"]], [int(v) for v in state["batches"]]
+@patch
+@torch.no_grad()
+def log_prob(self: JKOFlow, x: Tensor) -> Tensor:
+    "Per-row log p(x) = log N(x(t_L); 0, I) + sum_k int div f_k ds (exact divergence, the model's RK4 map)."
+    self._need_blocks("log_prob")
+    xk = self._x(x)
+    total = torch.zeros(len(xk), dtype=xk.dtype, device=xk.device)
+    old = [b.dynamics.divergence for b in self.blocks]
+    try:
+        for k, b in enumerate(self.blocks):
+            b.dynamics.divergence = "exact"
+            xk, int_div, _ = self._run(k, lambda: b.flow_with_div(xk))
+            total = total + int_div
+    finally:
+        for b, d in zip(self.blocks, old): b.dynamics.divergence = d
+    return standard_normal_log_prob(xk) + total
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        "Rebuild the blocks a checkpoint describes (a fresh model has none), then load their weights."
-        extra = state_dict.get("_extra_state")
-        if extra is not None:
-            self.blocks = nn.ModuleList(
-                JKOBlock(self.dim, self.hidden, t0, h, int(n), self.act, self.divergence, eval_steps=int(e))
-                for t0, h, n, e in extra["blocks"]).requires_grad_(False)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+# %% ../nbs/42_jko.ipynb #1dde1acc
+@patch
+def get_extra_state(self: JKOFlow) -> dict:
+    "Block intervals and RK4 step counts (so `load` rebuilds as many blocks as `fit` chose), movements, mini-batches."
+    return {"blocks": [[b.t0, b.h, b.n_steps, b.eval_steps] for b in self.blocks],
+            "w2": list(self.w2_), "batches": list(self.batches_)}
+
+@patch
+def set_extra_state(self: JKOFlow, state: dict):
+    "Restore the per-block movements `w2_` and mini-batch counts `batches_` (`load_state_dict` rebuilds the blocks)."
+    self.w2_, self.batches_ = [float(v) for v in state["w2"]], [int(v) for v in state["batches"]]
+
+@patch
+def load_state_dict(self: JKOFlow, state_dict, strict: bool = True, assign: bool = False):
+    "Rebuild the blocks a checkpoint describes (a fresh model has none), then load their weights."
+    extra = state_dict.get("_extra_state")
+    if extra is not None:
+        self.blocks = nn.ModuleList(
+            JKOBlock(self.dim, self.hidden, t0, h, int(n), self.act, self.divergence, eval_steps=int(e))
+            for t0, h, n, e in extra["blocks"]).requires_grad_(False)
+    return super(JKOFlow, self).load_state_dict(state_dict, strict=strict, assign=assign)

@@ -271,3 +271,25 @@ def test_a_failing_block_is_named_during_fit(X, monkeypatch):
     monkeypatch.setattr(jko_mod, "odesolve", failing)
     with pytest.raises(ODESolveError, match=r"block 2 of 2 \(t in \[1, 2\]\).*simulated"):
         JKOFlow(2, max_blocks=3, tol=0.0, **SMALL).fit(X, steps_per_block=2, progress=False)
+
+
+def test_a_schedule_of_step_sizes_gives_each_block_its_h_and_block_steps_fixes_the_rk4_steps(X, tmp_path):
+    "The authors' schedule h_k (Xu 2022b's code: 8 blocks, about x1.4 each, 3 integration steps per block)."
+    schedule = [0.25, 0.35, 0.49]
+    torch.manual_seed(0)
+    m = JKOFlow(2, max_blocks=4, tol=0.0, block_steps=3, **{**SMALL, "h": schedule}).fit(X, steps_per_block=2, progress=False)
+    hs = [h for _, h in m.intervals]
+    assert hs == pytest.approx(schedule + [schedule[-1]])                      # the last entry repeats beyond the schedule
+    assert [t for t, _ in m.intervals] == pytest.approx(np.cumsum([0.0] + hs[:-1]))
+    assert all(b.n_steps == 3 for b in m.blocks) and [m.block_h(k) for k in range(5)] == pytest.approx(schedule + [0.49, 0.49])
+    loaded = JKOFlow.load(m.save(tmp_path / "sched.pt"))
+    assert loaded.intervals == m.intervals and loaded.h == m.h
+    torch.testing.assert_close(loaded.log_prob(X[:50]), m.log_prob(X[:50]))
+    assert all(b.n_steps == 3 for b in m.refine(X, steps_per_block=0, progress=False).blocks)   # halves keep block_steps
+    assert JKOFlow(2, **SMALL).block_h(7) == 1.0 and JKOFlow(2, **SMALL).block_steps is None
+
+
+@pytest.mark.parametrize("kw, match", [({"h": []}, "'h'"), ({"h": [0.5, 0.0]}, r"'h\[1\]'"), ({"block_steps": 0}, "'block_steps'")])
+def test_bad_schedules_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        JKOFlow(2, **kw)

@@ -44,3 +44,18 @@ def test_block_wise_memory_is_flat_while_end_to_end_grows():
         return peak_saved_bytes(lambda: c.train_step(x))[1]
     assert jko_peak(4) <= 1.05 * jko_peak(1)
     assert cnf_peak(4) > 3 * cnf_peak(1)
+
+
+def test_the_stopping_rule_chooses_the_blocks_the_exact_jko_iterates_predict():
+    "Xu 2022b, 'Method' (benefits): on a 1-D Gaussian the rule stops where the exact JKO movements fall below the tolerance."
+    tol, s0, h = 1e-2, 3.0, 1.0
+    exact = [s0] + _exact_jko_scales(s0, h, 10)
+    moves = [(a - b) ** 2 for a, b in zip(exact, exact[1:])]
+    predicted = next(k + 2 for k in range(len(moves) - 1) if moves[k] < tol and moves[k + 1] < tol)   # patience 2
+    chosen = []
+    for seed in (1, 2, 3):
+        set_seed(seed)
+        X = s0 * torch.randn(8000, 1)
+        m = JKOFlow(1, hidden=(32, 32), h=h, max_blocks=10, tol=tol, step_size=0.5, warm_start=False)
+        chosen.append(m.fit(X, steps_per_block=150, progress=False, seed=seed).n_blocks_)
+    assert all(abs(c - predicted) <= 1 for c in chosen), (chosen, predicted)
