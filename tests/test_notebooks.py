@@ -44,7 +44,7 @@ def test_claims_come_from_the_docs_profile():
     assert set(claims.profile) == {"docs"}, claims[claims.profile != "docs"][["notebook", "claim", "profile"]]
 
 
-REVISED = ("00_core", "03_metrics", "04_gan", "05_density", "10_reversal", "20_invgan", "30_neural_ode", "31_itgan")
+REVISED = ("00_core", "03_metrics", "04_gan", "05_density", "10_reversal", "20_invgan", "30_neural_ode", "31_itgan", "40_iresnet", "41_ignn", "42_jko")
 
 
 def test_claims_carry_a_verdict_and_comparisons_rest_on_seeds():
